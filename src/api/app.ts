@@ -1,0 +1,52 @@
+import express, { type Express } from 'express';
+import type { TaskRepository } from '../db/task-repository';
+import type { TenantRepository } from '../db/tenant-repository';
+import { AppError } from '../errors';
+import type { Logger } from '../logger';
+import type { Enqueuer } from '../queue/enqueue';
+import type { CallbackTokens } from '../webhooks/callback-token';
+import { authenticateApiKey } from './authenticate';
+import { problemErrorHandler, routeNotFound } from './error-middleware';
+import { healthRoutes, type ReadinessCheck } from './routes/health-routes';
+import { klingWebhookRoutes } from './routes/kling-webhook-routes';
+import { taskRoutes } from './routes/task-routes';
+
+export interface AppDeps {
+  tasks: TaskRepository;
+  tenants: TenantRepository;
+  enqueuer: Enqueuer;
+  callbackTokens: CallbackTokens;
+  logger: Logger;
+  readinessChecks: Record<string, ReadinessCheck>;
+  klingWebhookSecret?: string;
+  /** Extra routers mounted before the API (the sandbox upstream). */
+  extraRouters?: { path: string; router: express.Router }[];
+}
+
+/** Ten images of 10 MB in base64 fit; anything bigger is not a valid create request. */
+export const JSON_BODY_LIMIT = '64mb';
+
+/** Builds the HTTP app without listening, so tests and entry points wire it as they need. */
+export function createApp(deps: AppDeps): Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('trust proxy', 'loopback');
+  app.use(healthRoutes(deps.readinessChecks));
+  for (const extra of deps.extraRouters ?? []) app.use(extra.path, extra.router);
+  app.use('/webhooks/kling', klingWebhookRoutes(deps));
+  app.use(
+    '/v1/tasks',
+    authenticateApiKey(deps.tenants),
+    express.json({ limit: JSON_BODY_LIMIT }),
+    (req, _res, next) => {
+      if (req.method === 'POST' && req.path === '/' && !req.is('application/json')) {
+        throw new AppError('UNSUPPORTED_MEDIA_TYPE', 'Send the task as JSON with "Content-Type: application/json"');
+      }
+      next();
+    },
+    taskRoutes(deps),
+  );
+  app.use(routeNotFound);
+  app.use(problemErrorHandler(deps.logger));
+  return app;
+}

@@ -1,0 +1,69 @@
+import express, { type Router } from 'express';
+import { Webhook } from 'standardwebhooks';
+import type { TaskRepository } from '../../db/task-repository';
+import { AppError, taskNotFound } from '../../errors';
+import type { Logger } from '../../logger';
+import { applyUpstreamUpdate, type ApplyUpdateDeps } from '../../tasks/apply-upstream-update';
+import { klingTaskSchema, parseJsonKeepingBigIds } from '../../upstream/kling-wire';
+import type { CallbackTokens } from '../../webhooks/callback-token';
+import { parseOrThrow } from '../validation';
+
+export interface KlingWebhookDeps extends ApplyUpdateDeps {
+  tasks: TaskRepository;
+  callbackTokens: CallbackTokens;
+  logger: Logger;
+  /** When set, Kling's Standard Webhooks signature is checked as well as the URL token. */
+  klingWebhookSecret?: string;
+}
+
+/**
+ * Kling's callbacks: POST /webhooks/kling/:task_id?token=… with the bare task object. Duplicate, stale
+ * and out-of-order callbacks are answered 200 and change nothing, so Kling has no reason to retry them.
+ */
+export function klingWebhookRoutes(deps: KlingWebhookDeps): Router {
+  const router = express.Router();
+  const signature = deps.klingWebhookSecret ? new Webhook(deps.klingWebhookSecret) : undefined;
+
+  // Raw body: the signature covers the exact bytes, and big element ids must not pass through JSON.parse.
+  router.post('/:task_id', express.text({ type: () => true, limit: '1mb' }), async (req, res) => {
+    const taskId = req.params.task_id;
+    if (!deps.callbackTokens.verify(taskId, req.query.token)) {
+      throw new AppError('INVALID_CALLBACK_TOKEN', 'The callback token is missing or does not match this task');
+    }
+    const rawBody = typeof req.body === 'string' ? req.body : '';
+    if (signature) {
+      try {
+        signature.verify(rawBody, {
+          'webhook-id': req.get('webhook-id') ?? '',
+          'webhook-timestamp': req.get('webhook-timestamp') ?? '',
+          'webhook-signature': req.get('webhook-signature') ?? '',
+        });
+      } catch {
+        throw new AppError('INVALID_CALLBACK_TOKEN', 'The Standard Webhooks signature of the callback is missing or invalid');
+      }
+    }
+    const task = await deps.tasks.findById(taskId);
+    if (!task) throw taskNotFound(taskId);
+    let body: unknown;
+    try {
+      body = parseJsonKeepingBigIds(rawBody);
+    } catch (error) {
+      throw new AppError('INVALID_JSON', `Callback body is not valid JSON: ${(error as Error).message}`);
+    }
+    const snapshot = parseOrThrow(klingTaskSchema, body, 'callback');
+    if (task.upstreamTaskId && snapshot.task_id !== task.upstreamTaskId) {
+      await deps.tasks.addEvent(taskId, {
+        type: 'callback',
+        status: task.status,
+        detail: { applied: false, reason: 'callback names another upstream task', upstream_task_id: snapshot.task_id },
+      });
+      res.json({ received: true, applied: false });
+      return;
+    }
+    const { outcome, task: after } = await applyUpstreamUpdate(deps, task, snapshot, 'callback');
+    deps.logger.info({ taskId, upstreamStatus: snapshot.task_status, outcome, status: after.status }, 'Kling callback');
+    res.json({ received: true, applied: outcome === 'applied', status: after.status });
+  });
+
+  return router;
+}

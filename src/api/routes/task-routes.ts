@@ -1,0 +1,83 @@
+import express, { type Router } from 'express';
+import { z } from 'zod';
+import type { TaskRepository } from '../../db/task-repository';
+import { taskNotFound } from '../../errors';
+import { cancelTask } from '../../tasks/cancel-task';
+import { createTask, type CreateTaskDeps } from '../../tasks/create-task';
+import { createTaskRequestSchema } from '../../tasks/task-request';
+import { TASK_STATUSES } from '../../tasks/task-status';
+import { toTaskView } from '../../tasks/task-view';
+import { currentTenant } from '../authenticate';
+import { parseOrThrow } from '../validation';
+
+export const DEFAULT_PAGE_SIZE = 20;
+export const MAX_PAGE_SIZE = 100;
+
+/** Cursors are opaque to clients; inside, the id of the last task on the previous page. */
+const encodeCursor = (taskId: string): string => Buffer.from(taskId).toString('base64url');
+const decodeCursor = (cursor: string): string => Buffer.from(cursor, 'base64url').toString('utf8');
+
+export const listTasksQuerySchema = z.strictObject({
+  status: z.enum(TASK_STATUSES, { error: `must be one of ${TASK_STATUSES.join(', ')}` }).optional(),
+  external_task_id: z.string().min(1).optional(),
+  limit: z.coerce
+    .number({ error: 'must be a number' })
+    .int('must be an integer')
+    .min(1, 'must be at least 1')
+    .max(MAX_PAGE_SIZE, `must be at most ${MAX_PAGE_SIZE}`)
+    .default(DEFAULT_PAGE_SIZE),
+  cursor: z
+    .string()
+    .refine((value) => /^tsk_[0-9A-Z]{26}$/.test(decodeCursor(value)), 'is not a cursor returned by this API')
+    .optional(),
+});
+
+export function taskRoutes(deps: CreateTaskDeps & { tasks: TaskRepository }): Router {
+  const router = express.Router();
+
+  router.post('/', async (req, res) => {
+    const request = parseOrThrow(createTaskRequestSchema, req.body, 'task');
+    const task = await createTask(deps, currentTenant(res).tenantId, request);
+    res.status(202).location(`/v1/tasks/${task.id}`).json(toTaskView(task));
+  });
+
+  router.get('/', async (req, res) => {
+    const query = parseOrThrow(listTasksQuerySchema, req.query, 'query');
+    const { tasks, hasMore } = await deps.tasks.list(currentTenant(res).tenantId, {
+      status: query.status,
+      externalTaskId: query.external_task_id,
+      limit: query.limit,
+      afterId: query.cursor ? decodeCursor(query.cursor) : undefined,
+    });
+    const last = tasks.at(-1);
+    res.json({ data: tasks.map(toTaskView), next_cursor: hasMore && last ? encodeCursor(last.id) : null });
+  });
+
+  router.get('/by-external-id/:external_task_id', async (req, res) => {
+    const task = await deps.tasks.findByExternalId(currentTenant(res).tenantId, req.params.external_task_id);
+    if (!task) throw taskNotFound(req.params.external_task_id);
+    res.json(toTaskView(task));
+  });
+
+  router.get('/:task_id', async (req, res) => {
+    const task = await deps.tasks.findForTenant(currentTenant(res).tenantId, req.params.task_id);
+    if (!task) throw taskNotFound(req.params.task_id);
+    res.json(toTaskView(task));
+  });
+
+  router.get('/:task_id/events', async (req, res) => {
+    const task = await deps.tasks.findForTenant(currentTenant(res).tenantId, req.params.task_id);
+    if (!task) throw taskNotFound(req.params.task_id);
+    const events = await deps.tasks.listEvents(task.id);
+    res.json({
+      data: events.map((event) => ({ at: event.at.toISOString(), type: event.type, status: event.status, detail: event.detail })),
+    });
+  });
+
+  router.post('/:task_id/cancel', async (req, res) => {
+    const task = await cancelTask(deps.tasks, currentTenant(res).tenantId, req.params.task_id);
+    res.json(toTaskView(task));
+  });
+
+  return router;
+}

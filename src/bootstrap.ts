@@ -1,0 +1,59 @@
+import { ConfigError, parseConfig, type Config } from './config';
+import { migrate } from './db/migrate';
+import { createLogger, type Logger } from './logger';
+import { createRuntime, isSandbox, type Runtime } from './runtime';
+
+/** Upper bound on a graceful stop; past it the process exits anyway (in-flight jobs are retried elsewhere). */
+const SHUTDOWN_TIMEOUT_MS = 30_000;
+
+/** Shared start-up of every entry point: config, logger, migrations, connections. */
+export async function bootstrap(processName: string): Promise<Runtime> {
+  let config: Config;
+  try {
+    config = parseConfig();
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      console.error(error.message);
+      process.exit(1);
+    }
+    throw error;
+  }
+  const logger = createLogger({ level: config.logLevel, pretty: config.nodeEnv === 'development' && process.stdout.isTTY, name: processName });
+  const applied = await migrate(config.databaseUrl);
+  if (applied.length) logger.info({ migrations: applied }, 'database migrated');
+  const runtime = await createRuntime(config, logger);
+  if (isSandbox(config)) {
+    logger.warn('SANDBOX MODE: no Kling credentials set; a built-in simulator accepts tasks and calls back (set KLING_API_KEY or KLING_ACCESS_KEY/KLING_SECRET_KEY for real Kling)');
+  } else {
+    logger.info({ klingBaseUrl: config.kling.baseUrl, auth: config.kling.auth.kind }, 'LIVE MODE: tasks are submitted to Kling');
+  }
+  return runtime;
+}
+
+/** On SIGTERM/SIGINT: run `stop` (stop taking work, finish in-flight jobs), then exit 0. */
+export function onShutdown(logger: Logger, stop: () => Promise<void>): void {
+  let stopping = false;
+  const handler = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'shutting down');
+    setTimeout(() => {
+      logger.error('graceful shutdown timed out; exiting');
+      process.exit(1);
+    }, SHUTDOWN_TIMEOUT_MS).unref();
+    stop().then(
+      () => process.exit(0),
+      (error) => {
+        logger.error({ err: error }, 'error during shutdown');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', handler);
+  process.on('SIGINT', handler);
+}
+
+export function exitOnStartupError(error: unknown): never {
+  console.error(`Start-up failed: ${(error as Error)?.stack ?? String(error)}`);
+  process.exit(1);
+}

@@ -1,0 +1,153 @@
+import { z } from 'zod';
+
+/** Env flags accept the usual spellings; anything else is a configuration error, not "false". */
+const flag = (fallback: boolean) =>
+  z
+    .enum(['true', 'false', '1', '0', 'yes', 'no', 'on', 'off'])
+    .default(fallback ? 'true' : 'false')
+    .transform((value) => ['true', '1', 'yes', 'on'].includes(value));
+
+const httpUrl = z
+  .url({ protocol: /^https?$/, error: 'must be an http(s) URL' })
+  .transform((value) => value.replace(/\/+$/, ''));
+
+const positiveInt = z.coerce.number().int().positive();
+const optionalSecret = z.string().min(1).optional();
+
+const envSchema = z
+  .object({
+    NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
+    LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    PORT: z.coerce.number().int().min(0).max(65535).default(3000),
+    DATABASE_URL: z
+      .string()
+      .regex(/^postgres(ql)?:\/\//, 'must be a postgresql:// URL')
+      .default('postgresql://postgres@127.0.0.1:5432/kling_tracker'),
+    /** Connections per process; small because every process (API, worker) has its own pool. */
+    DATABASE_POOL_SIZE: positiveInt.default(10),
+    REDIS_URL: z.string().regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL').default('redis://127.0.0.1:6379'),
+    QUEUE_PREFIX: z
+      .string()
+      .regex(/^[A-Za-z0-9_{}-]+$/, 'may contain only letters, digits, _, -, { and }')
+      .default('ket'),
+    /** Base of the callback_url sent upstream; must be reachable by Kling. */
+    PUBLIC_BASE_URL: httpUrl.optional(),
+    KLING_BASE_URL: httpUrl.default('https://api-singapore.klingai.com'),
+    /** Static bearer token, as gateways issue. */
+    KLING_API_KEY: optionalSecret,
+    /** Official API key pair; the worker signs a short-lived HS256 JWT from them. */
+    KLING_ACCESS_KEY: optionalSecret,
+    KLING_SECRET_KEY: optionalSecret,
+    KLING_POLL_INTERVAL_MS: positiveInt.default(30_000),
+    KLING_CONCURRENCY: positiveInt.default(5),
+    /** How long one upstream HTTP request may take before it counts as a timeout. */
+    KLING_REQUEST_TIMEOUT_MS: positiveInt.default(30_000),
+    /** Submit attempts per task before it fails with the last upstream error. */
+    KLING_MAX_ATTEMPTS: positiveInt.default(8),
+    /** First retry delay; later ones grow exponentially (with jitter) unless Kling sends Retry-After. */
+    KLING_RETRY_BASE_DELAY_MS: positiveInt.default(2_000),
+    WEBHOOK_SIGNING_SECRET: z.string().min(16, 'must be at least 16 characters').optional(),
+    KLING_WEBHOOK_SECRET: optionalSecret,
+    ALLOW_PRIVATE_CALLBACKS: flag(false),
+    MEDIA_PRECHECK: flag(true),
+    ADMIN_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
+    /** Delay between the simulated upstream's status changes in sandbox mode. */
+    SANDBOX_STEP_DELAY_MS: z.coerce.number().int().min(0).default(1_500),
+  })
+  .superRefine((env, ctx) => {
+    if (Boolean(env.KLING_ACCESS_KEY) !== Boolean(env.KLING_SECRET_KEY)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: [env.KLING_ACCESS_KEY ? 'KLING_SECRET_KEY' : 'KLING_ACCESS_KEY'],
+        message: 'KLING_ACCESS_KEY and KLING_SECRET_KEY must be set together',
+      });
+    }
+  });
+
+export type KlingAuth =
+  | { kind: 'bearer'; apiKey: string }
+  | { kind: 'jwt'; accessKey: string; secretKey: string }
+  | { kind: 'sandbox' };
+
+export interface Config {
+  nodeEnv: 'development' | 'production' | 'test';
+  logLevel: string;
+  port: number;
+  databaseUrl: string;
+  databasePoolSize: number;
+  redisUrl: string;
+  queuePrefix: string;
+  /** Undefined until known: it defaults to the address the API actually listens on. */
+  publicBaseUrl: string | undefined;
+  kling: {
+    baseUrl: string;
+    auth: KlingAuth;
+    pollIntervalMs: number;
+    concurrency: number;
+    requestTimeoutMs: number;
+    maxAttempts: number;
+    retryBaseDelayMs: number;
+    webhookSecret: string | undefined;
+  };
+  webhookSigningSecret: string | undefined;
+  allowPrivateCallbacks: boolean;
+  mediaPrecheck: boolean;
+  adminToken: string | undefined;
+  sandboxStepDelayMs: number;
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+function chooseKlingAuth(env: z.infer<typeof envSchema>): KlingAuth {
+  if (env.KLING_ACCESS_KEY && env.KLING_SECRET_KEY) {
+    return { kind: 'jwt', accessKey: env.KLING_ACCESS_KEY, secretKey: env.KLING_SECRET_KEY };
+  }
+  if (env.KLING_API_KEY) return { kind: 'bearer', apiKey: env.KLING_API_KEY };
+  return { kind: 'sandbox' };
+}
+
+/** Parses the environment once at start-up; throws a ConfigError naming every bad variable. */
+export function parseConfig(source: NodeJS.ProcessEnv = process.env): Config {
+  // Empty strings are how shells and compose files say "unset".
+  const env = Object.fromEntries(Object.entries(source).filter(([, value]) => value !== ''));
+  const parsed = envSchema.safeParse(env);
+  if (!parsed.success) {
+    throw new ConfigError(
+      parsed.error.issues.map((issue) => `${issue.path.join('.') || 'environment'}: ${issue.message}`),
+    );
+  }
+  const e = parsed.data;
+  return {
+    nodeEnv: e.NODE_ENV,
+    logLevel: e.LOG_LEVEL,
+    port: e.PORT,
+    databaseUrl: e.DATABASE_URL,
+    databasePoolSize: e.DATABASE_POOL_SIZE,
+    redisUrl: e.REDIS_URL,
+    queuePrefix: e.QUEUE_PREFIX,
+    publicBaseUrl: e.PUBLIC_BASE_URL,
+    kling: {
+      baseUrl: e.KLING_BASE_URL,
+      auth: chooseKlingAuth(e),
+      pollIntervalMs: e.KLING_POLL_INTERVAL_MS,
+      concurrency: e.KLING_CONCURRENCY,
+      requestTimeoutMs: e.KLING_REQUEST_TIMEOUT_MS,
+      maxAttempts: e.KLING_MAX_ATTEMPTS,
+      retryBaseDelayMs: e.KLING_RETRY_BASE_DELAY_MS,
+      webhookSecret: e.KLING_WEBHOOK_SECRET,
+    },
+    webhookSigningSecret: e.WEBHOOK_SIGNING_SECRET,
+    allowPrivateCallbacks: e.ALLOW_PRIVATE_CALLBACKS,
+    mediaPrecheck: e.MEDIA_PRECHECK,
+    adminToken: e.ADMIN_TOKEN,
+    sandboxStepDelayMs: e.SANDBOX_STEP_DELAY_MS,
+  };
+}
+
+/** Sandbox mode points the upstream client at the simulator mounted on our own API. */
+export const SANDBOX_PATH = '/sandbox/kling';

@@ -1,0 +1,64 @@
+import { createHash } from 'node:crypto';
+import { newApiKeyId, newTenantId, randomToken } from '../ids';
+import type { Db } from './prisma';
+
+export interface AuthenticatedTenant {
+  tenantId: string;
+  tenantName: string;
+  apiKeyId: string;
+}
+
+const API_KEY_PREFIX = 'ket_';
+
+/** Keys are stored only as SHA-256: high-entropy random keys need no slow hash, and lookup stays an index hit. */
+export const hashApiKey = (apiKey: string): string => createHash('sha256').update(apiKey).digest('hex');
+
+const newWebhookSecret = (): string => `whsec_${randomToken(32).replace(/[-_]/g, 'A')}`;
+
+export function createTenantRepository(db: Db) {
+  return {
+    /** Creates the tenant when new, then a fresh API key; the key is returned once and never stored. */
+    async createApiKey(tenantName: string): Promise<{ tenant: string; apiKey: string; apiKeyId: string; webhookSecret: string }> {
+      const tenant = await db.tenant.upsert({
+        where: { name: tenantName },
+        update: {},
+        create: { id: newTenantId(), name: tenantName, webhookSecret: newWebhookSecret() },
+      });
+      const apiKey = `${API_KEY_PREFIX}${randomToken(32)}`;
+      const apiKeyId = newApiKeyId();
+      await db.apiKey.create({
+        data: { id: apiKeyId, tenantId: tenant.id, prefix: apiKey.slice(0, 10), keyHash: hashApiKey(apiKey) },
+      });
+      return { tenant: tenant.name, apiKey, apiKeyId, webhookSecret: tenant.webhookSecret };
+    },
+
+    async authenticate(apiKey: string): Promise<AuthenticatedTenant | null> {
+      const key = await db.apiKey.findUnique({ where: { keyHash: hashApiKey(apiKey) }, include: { tenant: true } });
+      if (!key || key.revokedAt) return null;
+      return { tenantId: key.tenantId, tenantName: key.tenant.name, apiKeyId: key.id };
+    },
+
+    async listApiKeys(tenantName?: string) {
+      const keys = await db.apiKey.findMany({
+        where: tenantName ? { tenant: { name: tenantName } } : {},
+        include: { tenant: true },
+        orderBy: { createdAt: 'asc' },
+      });
+      return keys.map((key) => ({
+        id: key.id,
+        tenant: key.tenant.name,
+        prefix: key.prefix,
+        created_at: key.createdAt.toISOString(),
+        revoked_at: key.revokedAt?.toISOString() ?? null,
+      }));
+    },
+
+    /** Returns false when no such active key exists. */
+    async revokeApiKey(apiKeyId: string): Promise<boolean> {
+      const revoked = await db.apiKey.updateMany({ where: { id: apiKeyId, revokedAt: null }, data: { revokedAt: new Date() } });
+      return revoked.count > 0;
+    },
+  };
+}
+
+export type TenantRepository = ReturnType<typeof createTenantRepository>;

@@ -1,0 +1,63 @@
+import type { TaskQueues } from './queues';
+import { UPSTREAM_BACKOFF } from './queues';
+
+/** Long enough for a healthy Redis, short enough that an outage does not hold the client's request. */
+const ENQUEUE_TIMEOUT_MS = 2_000;
+
+function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} timed out after ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+export function createEnqueuer(queues: TaskQueues, options: { maxAttempts: number }) {
+  return {
+    /**
+     * Queues the upstream submit. The job id is the task id, so adding it again while the job exists is a
+     * no-op: re-queuing a stuck task can never create a second submit job.
+     */
+    async enqueueSubmit(taskId: string): Promise<void> {
+      await withTimeout(
+        queues.submit.add(
+          'submit',
+          { taskId },
+          {
+            jobId: taskId,
+            // One more than our own attempt cap: the processor decides when to give up (it counts
+            // attempts in Postgres, across stalls and restarts); BullMQ's cap is only a backstop.
+            attempts: options.maxAttempts + 1,
+            backoff: { type: UPSTREAM_BACKOFF },
+            removeOnComplete: { age: 24 * 3600, count: 10_000 },
+            removeOnFail: { age: 7 * 24 * 3600 },
+          },
+        ),
+        ENQUEUE_TIMEOUT_MS,
+        'Queueing the submit job',
+      );
+    },
+
+    /** Asks a worker to read the task from Kling now (result missing from a callback, or no news for too long). */
+    async enqueuePoll(taskId: string, reason: string): Promise<void> {
+      await withTimeout(
+        queues.poll.add(
+          'poll',
+          { taskId },
+          {
+            // One pending poll per task; removed on completion so a later poll can be queued again.
+            jobId: `poll_${taskId}`,
+            attempts: 5,
+            backoff: { type: 'exponential', delay: 1_000 },
+            removeOnComplete: true,
+            removeOnFail: { age: 24 * 3600 },
+          },
+        ),
+        ENQUEUE_TIMEOUT_MS,
+        `Queueing a poll (${reason})`,
+      );
+    },
+  };
+}
+
+export type Enqueuer = ReturnType<typeof createEnqueuer>;

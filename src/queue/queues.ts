@@ -1,0 +1,36 @@
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
+import { z } from 'zod';
+
+export const SUBMIT_QUEUE = 'submit-task';
+export const POLL_QUEUE = 'poll-task';
+
+/** Jobs carry only the task id: Postgres is the source of truth, and a job re-reads the row. */
+export const taskJobSchema = z.object({ taskId: z.string().min(1) });
+export type TaskJob = z.infer<typeof taskJobSchema>;
+
+/** BullMQ needs `maxRetriesPerRequest: null` on every connection it uses. */
+export function createRedisConnection(redisUrl: string): Redis {
+  return new Redis(redisUrl, { maxRetriesPerRequest: null, lazyConnect: false });
+}
+
+/** The name of the custom backoff the workers register (see workers/retry-backoff.ts). */
+export const UPSTREAM_BACKOFF = 'upstream';
+
+export interface TaskQueues {
+  submit: Queue<TaskJob>;
+  poll: Queue<TaskJob>;
+  close(): Promise<void>;
+}
+
+export function createTaskQueues(connection: Redis, prefix: string): TaskQueues {
+  const submit = new Queue<TaskJob>(SUBMIT_QUEUE, { connection, prefix });
+  const poll = new Queue<TaskJob>(POLL_QUEUE, { connection, prefix });
+  return {
+    submit,
+    poll,
+    async close() {
+      await Promise.all([submit.close(), poll.close()]);
+    },
+  };
+}

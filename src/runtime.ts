@@ -1,0 +1,104 @@
+import type { Server } from 'node:http';
+import type { Redis } from 'ioredis';
+import { createApp } from './api/app';
+import { SANDBOX_PATH, type Config } from './config';
+import { createDb, type Db } from './db/prisma';
+import { createSettingsRepository } from './db/settings-repository';
+import { createTaskRepository, type TaskRepository } from './db/task-repository';
+import { createTenantRepository, type TenantRepository } from './db/tenant-repository';
+import type { Logger } from './logger';
+import { createEnqueuer, type Enqueuer } from './queue/enqueue';
+import { createRedisConnection, createTaskQueues, type TaskQueues } from './queue/queues';
+import { createKlingClient } from './upstream/kling-client';
+import { createSandboxUpstream } from './upstream/sandbox-upstream';
+import { createCallbackTokens, type CallbackTokens } from './webhooks/callback-token';
+import { resolveSigningSecret } from './webhooks/signing-secret';
+import { startWorkers, type RunningWorkers } from '../workers/start-workers';
+
+/**
+ * The composition root: connects Postgres and Redis once and wires every part from them. Entry points
+ * (main, start-api, start-worker) and the tests build the service through here.
+ */
+export interface Runtime {
+  config: Config;
+  logger: Logger;
+  db: Db;
+  redis: Redis;
+  queues: TaskQueues;
+  tasks: TaskRepository;
+  tenants: TenantRepository;
+  enqueuer: Enqueuer;
+  callbackTokens: CallbackTokens;
+  close(): Promise<void>;
+}
+
+export async function createRuntime(config: Config, logger: Logger): Promise<Runtime> {
+  const db = createDb(config.databaseUrl, config.databasePoolSize);
+  const redis = createRedisConnection(config.redisUrl);
+  // Redis errors are reported by /readyz and the enqueue path; without a listener ioredis would print each retry.
+  redis.on('error', (error) => logger.debug({ err: error }, 'redis connection error'));
+  const queues = createTaskQueues(redis, config.queuePrefix);
+  const signingSecret = await resolveSigningSecret(config.webhookSigningSecret, createSettingsRepository(db));
+  return {
+    config,
+    logger,
+    db,
+    redis,
+    queues,
+    tasks: createTaskRepository(db),
+    tenants: createTenantRepository(db),
+    enqueuer: createEnqueuer(queues, { maxAttempts: config.kling.maxAttempts }),
+    callbackTokens: createCallbackTokens(signingSecret),
+    async close() {
+      await queues.close().catch(() => undefined);
+      await redis.quit().catch(() => undefined);
+      await db.$disconnect();
+    },
+  };
+}
+
+export const isSandbox = (config: Config): boolean => config.kling.auth.kind === 'sandbox';
+
+/** Starts the HTTP API; resolves once it listens. The default PUBLIC_BASE_URL is the address it got. */
+export async function startApi(runtime: Runtime): Promise<{ server: Server; baseUrl: string }> {
+  const { config, logger } = runtime;
+  const app = createApp({
+    ...runtime,
+    klingWebhookSecret: config.kling.webhookSecret,
+    readinessChecks: {
+      postgres: async () => {
+        await runtime.db.$queryRaw`SELECT 1`;
+      },
+      redis: async () => {
+        await runtime.redis.ping();
+      },
+    },
+    extraRouters: isSandbox(config) ? [{ path: SANDBOX_PATH, router: createSandboxUpstream({ stepDelayMs: config.sandboxStepDelayMs, logger }) }] : [],
+  });
+  const server = await new Promise<Server>((resolve, reject) => {
+    const listening = app.listen(config.port, (error?: Error) => (error ? reject(error) : resolve(listening)));
+  });
+  const address = server.address();
+  const port = typeof address === 'object' && address ? address.port : config.port;
+  return { server, baseUrl: `http://127.0.0.1:${port}` };
+}
+
+/** Starts the workers. `publicBaseUrl` is where Kling (or the sandbox) reaches our webhook route. */
+export function startWorkerProcessors(runtime: Runtime, publicBaseUrl: string): RunningWorkers {
+  const { config } = runtime;
+  const kling = createKlingClient({
+    baseUrl: isSandbox(config) ? `${publicBaseUrl}${SANDBOX_PATH}` : config.kling.baseUrl,
+    auth: config.kling.auth,
+    timeoutMs: config.kling.requestTimeoutMs,
+  });
+  return startWorkers(
+    {
+      ...runtime,
+      kling,
+      callbackUrlFor: (taskId) => runtime.callbackTokens.callbackUrl(publicBaseUrl, taskId),
+      maxAttempts: config.kling.maxAttempts,
+      retryBaseDelayMs: config.kling.retryBaseDelayMs,
+    },
+    { connection: runtime.redis, prefix: config.queuePrefix, concurrency: config.kling.concurrency },
+  );
+}

@@ -1,0 +1,73 @@
+import type { TaskRecord, TaskRepository } from '../db/task-repository';
+import type { Enqueuer } from '../queue/enqueue';
+import type { KlingTask } from '../upstream/kling-wire';
+import { isTerminal, type TaskStatus } from './task-status';
+
+export type UpdateSource = 'callback' | 'poll' | 'submit';
+
+export type UpdateOutcome =
+  | { outcome: 'applied'; task: TaskRecord }
+  /** Duplicate, stale or out of order: acknowledged, nothing changed. */
+  | { outcome: 'ignored'; task: TaskRecord }
+  /** Success reported without the element: the result is fetched from Kling before the task may finish. */
+  | { outcome: 'fetching_result'; task: TaskRecord };
+
+export interface ApplyUpdateDeps {
+  tasks: TaskRepository;
+  enqueuer: Enqueuer;
+}
+
+const hasElements = (snapshot: KlingTask): boolean => (snapshot.task_result?.elements?.length ?? 0) > 0;
+
+/**
+ * The single path by which Kling's news (submit answer, callback, poll) changes a task. Monotonic and
+ * idempotent: the conditional update in the repository lets only forward moves through.
+ */
+export async function applyUpstreamUpdate(
+  deps: ApplyUpdateDeps,
+  task: TaskRecord,
+  snapshot: KlingTask,
+  source: UpdateSource,
+  extraDetail: Record<string, unknown> = {},
+): Promise<UpdateOutcome> {
+  const now = new Date();
+  const next: TaskStatus = snapshot.task_status;
+  const detail = { ...extraDetail, upstream_status: snapshot.task_status, upstream_task_id: snapshot.task_id };
+
+  // A callback may omit task_result.elements (Kling documents none for element tasks): terminal states
+  // never change again, so the task only becomes `succeed` once the element itself is known.
+  if (next === 'succeed' && !hasElements(snapshot) && source === 'callback' && !isTerminal(task.status)) {
+    await deps.tasks.addEvent(task.id, { type: 'callback', status: task.status, detail: { ...detail, applied: false, reason: 'result missing; fetching it from Kling' } });
+    await deps.enqueuer.enqueuePoll(task.id, 'result missing from callback');
+    return { outcome: 'fetching_result', task };
+  }
+
+  const changes = {
+    upstreamTaskId: task.upstreamTaskId ?? snapshot.task_id,
+    lastUpstreamAt: now,
+    statusMessage: snapshot.task_status_msg || null,
+    ...(next === 'succeed' ? { result: snapshot.task_result ?? null, completedAt: now } : {}),
+    ...(next === 'failed'
+      ? {
+          completedAt: now,
+          error: { code: 'UPSTREAM_TASK_FAILED', message: snapshot.task_status_msg || 'Kling reported the task as failed' },
+        }
+      : {}),
+    ...(task.submittedAt ? {} : { submittedAt: now }),
+    submitInFlight: false,
+  };
+  const eventType = source === 'submit' ? 'submitted' : source;
+  const updated = await deps.tasks.transition(task.id, next, changes, { type: eventType, detail: { ...detail, applied: true } });
+  if (updated) return { outcome: 'applied', task: updated };
+
+  await deps.tasks.update(task.id, { lastUpstreamAt: now, ...(source === 'submit' ? { submitInFlight: false } : {}) });
+  // A callback can overtake the submit answer; the upstream id is still worth keeping.
+  await deps.tasks.update(task.id, { upstreamTaskId: snapshot.task_id }, { upstreamTaskId: null });
+  const current = (await deps.tasks.findById(task.id)) ?? task;
+  await deps.tasks.addEvent(task.id, {
+    type: eventType,
+    status: current.status,
+    detail: { ...detail, applied: false, reason: isTerminal(current.status) ? 'task already finished' : 'duplicate or out of order' },
+  });
+  return { outcome: 'ignored', task: current };
+}

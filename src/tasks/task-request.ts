@@ -1,0 +1,152 @@
+import { z } from 'zod';
+
+/**
+ * The create request, validated exactly as Kling documents it (shared/seed). This schema is the only
+ * definition of the request type: routes, the worker and the docs all derive from it.
+ */
+
+export const ELEMENT_TAG_IDS = ['o_101', 'o_102', 'o_103', 'o_104', 'o_105', 'o_106', 'o_107', 'o_108'] as const;
+export const MAX_ELEMENT_NAME_CHARS = 20;
+export const MAX_ELEMENT_DESCRIPTION_CHARS = 100;
+export const MAX_REFER_IMAGES = 3;
+export const MAX_IMAGE_BYTES = 10 * 1024 * 1024;
+export const MAX_URL_CHARS = 2048;
+export const MAX_EXTERNAL_TASK_ID_CHARS = 128;
+
+/** Kling counts characters, not UTF-16 code units: an emoji is one character. */
+const charCount = (value: string): number => [...value].length;
+
+const boundedText = (max: number) =>
+  z
+    .string({ error: 'is required and must be a string' })
+    .refine((value) => value.trim().length > 0, 'must not be empty')
+    .refine((value) => charCount(value) <= max, `must not exceed ${max} characters`);
+
+const isHttpUrl = (value: string): boolean => {
+  if (!/^https?:\/\//i.test(value) || value.length > MAX_URL_CHARS) return false;
+  try {
+    const url = new URL(value);
+    return Boolean(url.hostname);
+  } catch {
+    return false;
+  }
+};
+
+const httpUrl = z.string({ error: 'must be a string' }).refine(isHttpUrl, `must be an http(s) URL of at most ${MAX_URL_CHARS} characters`);
+
+const DATA_URL = /^data:(image\/(?:png|jpe?g));base64,/i;
+const BASE64 = /^[A-Za-z0-9+/]+={0,2}$/;
+
+/** Kling wants raw base64; a `data:image/…;base64,` prefix sent by a client is removed before storing. */
+export const stripDataUrlPrefix = (value: string): string => value.replace(DATA_URL, '');
+
+const base64DecodedBytes = (value: string): number => Math.floor((value.length * 3) / 4) - (value.match(/=+$/)?.[0].length ?? 0);
+
+const imageSource = z.string({ error: 'must be a string' }).superRefine((value, ctx) => {
+  if (value.trim() === '') return void ctx.addIssue({ code: 'custom', message: 'must not be empty' });
+  if (/^https?:\/\//i.test(value)) {
+    if (!isHttpUrl(value)) ctx.addIssue({ code: 'custom', message: `must be a valid http(s) URL of at most ${MAX_URL_CHARS} characters` });
+    return;
+  }
+  if (/^data:/i.test(value) && !DATA_URL.test(value)) {
+    return void ctx.addIssue({ code: 'custom', message: 'data URLs must be data:image/png;base64 or data:image/jpeg;base64' });
+  }
+  const raw = stripDataUrlPrefix(value);
+  if (raw.length % 4 !== 0 || !BASE64.test(raw)) {
+    return void ctx.addIssue({ code: 'custom', message: 'must be an http(s) URL or a base64-encoded .jpg/.jpeg/.png image' });
+  }
+  if (base64DecodedBytes(raw) > MAX_IMAGE_BYTES) {
+    ctx.addIssue({ code: 'custom', message: 'image must not exceed 10MB' });
+  }
+});
+
+const elementImageList = z.strictObject(
+  {
+    frontal_image: imageSource,
+    refer_images: z
+      .array(z.strictObject({ image_url: imageSource }), { error: 'must be an array of { "image_url": … }' })
+      .min(1, 'must contain at least 1 reference image')
+      .max(MAX_REFER_IMAGES, `must contain at most ${MAX_REFER_IMAGES} reference images`),
+  },
+  { error: 'must be an object { "frontal_image", "refer_images" }' },
+);
+
+const elementVideoList = z.strictObject(
+  {
+    refer_videos: z
+      .array(z.strictObject({ video_url: httpUrl }), { error: 'must be an array of { "video_url": … }' })
+      .length(1, 'must contain exactly 1 video'),
+  },
+  { error: 'must be an object { "refer_videos" }' },
+);
+
+export const createTaskRequestSchema = z
+  .strictObject({
+    element_name: boundedText(MAX_ELEMENT_NAME_CHARS),
+    element_description: boundedText(MAX_ELEMENT_DESCRIPTION_CHARS),
+    reference_type: z.enum(['image_refer', 'video_refer'], { error: 'must be "image_refer" or "video_refer"' }),
+    element_image_list: elementImageList.optional(),
+    element_video_list: elementVideoList.optional(),
+    element_voice_id: z.string({ error: 'must be a string' }).min(1, 'must not be empty').max(128).optional(),
+    tag_list: z
+      .array(
+        z.strictObject({
+          tag_id: z.enum(ELEMENT_TAG_IDS, { error: `must be one of ${ELEMENT_TAG_IDS.join(', ')}` }),
+        }),
+        { error: 'must be an array of { "tag_id": … }' },
+      )
+      .optional(),
+    callback_url: httpUrl.optional(),
+    external_task_id: z
+      .string({ error: 'must be a string' })
+      .min(1, 'must not be empty')
+      .max(MAX_EXTERNAL_TASK_ID_CHARS, `must not exceed ${MAX_EXTERNAL_TASK_ID_CHARS} characters`)
+      // eslint-disable-next-line no-control-regex
+      .refine((value) => !/[\u0000-\u001f\u007f]/.test(value), 'must not contain control characters')
+      .optional(),
+  })
+  .superRefine((body, ctx) => {
+    if (body.reference_type === 'image_refer') {
+      if (!body.element_image_list) {
+        ctx.addIssue({ code: 'custom', path: ['element_image_list'], message: 'is required when reference_type is "image_refer"' });
+      }
+      if (body.element_video_list) {
+        ctx.addIssue({ code: 'custom', path: ['element_video_list'], message: 'is invalid when reference_type is "image_refer"' });
+      }
+      if (body.element_voice_id !== undefined) {
+        ctx.addIssue({ code: 'custom', path: ['element_voice_id'], message: 'is only supported when reference_type is "video_refer"' });
+      }
+    }
+    if (body.reference_type === 'video_refer' && !body.element_video_list) {
+      ctx.addIssue({ code: 'custom', path: ['element_video_list'], message: 'is required when reference_type is "video_refer"' });
+    }
+    const images = body.element_image_list;
+    if (images) {
+      const frontal = stripDataUrlPrefix(images.frontal_image);
+      images.refer_images.forEach((refer, index) => {
+        if (stripDataUrlPrefix(refer.image_url) === frontal) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['element_image_list', 'refer_images', index, 'image_url'],
+            message: 'must differ from frontal_image',
+          });
+        }
+      });
+    }
+  });
+
+export type CreateTaskRequest = z.infer<typeof createTaskRequestSchema>;
+
+/** The part of a request that goes upstream: our callback_url and external_task_id replace the client's. */
+export type ElementFields = Omit<CreateTaskRequest, 'callback_url' | 'external_task_id'>;
+
+export function toElementFields(request: CreateTaskRequest): ElementFields {
+  const { callback_url: _callback, external_task_id: _external, ...fields } = request;
+  if (fields.element_image_list) {
+    fields.element_image_list = {
+      frontal_image: stripDataUrlPrefix(fields.element_image_list.frontal_image),
+      refer_images: fields.element_image_list.refer_images.map((image) => ({ image_url: stripDataUrlPrefix(image.image_url) })),
+    };
+  }
+  return fields;
+}

@@ -1,0 +1,117 @@
+import type { KlingAuth } from '../config';
+import { createAuthorizationSource } from './kling-auth';
+import { klingEnvelopeSchema, klingTaskSchema, parseJsonKeepingBigIds, type KlingTask } from './kling-wire';
+import { classifyKlingFailure, parseRetryAfterMs, UpstreamError } from './upstream-error';
+
+export const ELEMENTS_PATH = '/v1/general/advanced-custom-elements';
+
+export interface KlingClientOptions {
+  baseUrl: string;
+  auth: KlingAuth;
+  timeoutMs: number;
+  fetch?: typeof fetch;
+}
+
+/** Errors that mean the connection was never made: the request certainly did not reach Kling. */
+const NEVER_SENT_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH']);
+
+function networkError(error: unknown): UpstreamError {
+  if (error instanceof Error && (error.name === 'TimeoutError' || error.name === 'AbortError')) {
+    return new UpstreamError('retryable', 'TIMEOUT', 'Kling did not answer in time', { mayHaveReachedUpstream: true });
+  }
+  const cause = (error as { cause?: { code?: string; message?: string } }).cause;
+  const code = cause?.code ?? 'NETWORK_ERROR';
+  return new UpstreamError('retryable', 'NETWORK_ERROR', `Network error reaching Kling: ${cause?.message ?? (error as Error).message} (${code})`, {
+    mayHaveReachedUpstream: !NEVER_SENT_CODES.has(code),
+  });
+}
+
+/** Codes Kling answers when a task id or external task id does not exist. */
+const NOT_FOUND_CODES = new Set([1201, 1203]);
+
+/**
+ * The only code that knows Kling's HTTP API: auth, timeouts, envelope, error classification.
+ * Every method throws UpstreamError on failure.
+ */
+export function createKlingClient(options: KlingClientOptions) {
+  const authorization = createAuthorizationSource(options.auth);
+  const doFetch = options.fetch ?? fetch;
+
+  async function call(method: 'GET' | 'POST', path: string, body?: unknown): Promise<{ httpStatus: number; code: number; message: string; data: unknown }> {
+    // 1003/1004 (token expired / not yet valid) are worth one fresh signature, never more.
+    for (let authRetry = 0; ; authRetry++) {
+      const headers: Record<string, string> = { accept: 'application/json' };
+      const auth = authorization.header();
+      if (auth) headers.authorization = auth;
+      if (body !== undefined) headers['content-type'] = 'application/json';
+      let response: Response;
+      let text: string;
+      try {
+        response = await doFetch(`${options.baseUrl}${path}`, {
+          method,
+          headers,
+          body: body === undefined ? undefined : JSON.stringify(body),
+          signal: AbortSignal.timeout(options.timeoutMs),
+        });
+        text = await response.text();
+      } catch (error) {
+        throw networkError(error);
+      }
+      let envelope: ReturnType<typeof klingEnvelopeSchema.parse> | undefined;
+      try {
+        const parsed = klingEnvelopeSchema.safeParse(parseJsonKeepingBigIds(text));
+        if (parsed.success) envelope = parsed.data;
+      } catch {
+        // Not JSON: a proxy's error page, classified by HTTP status below.
+      }
+      const message = envelope?.message ?? (text.slice(0, 200) || response.statusText);
+      if (response.ok && envelope?.code === 0) {
+        return { httpStatus: response.status, code: 0, message, data: envelope.data };
+      }
+      const failure = classifyKlingFailure(response.status, envelope?.code, message, parseRetryAfterMs(response.headers.get('retry-after')));
+      if (response.ok && !envelope) {
+        // A 2xx we cannot read: the request may well have been accepted.
+        throw new UpstreamError('retryable', 'MALFORMED_RESPONSE', `Kling answered ${response.status} with an unreadable body`, {
+          httpStatus: response.status,
+          mayHaveReachedUpstream: true,
+        });
+      }
+      if (failure.details.authExpired && authRetry === 0) {
+        authorization.invalidate();
+        continue;
+      }
+      throw failure;
+    }
+  }
+
+  function parseTask(data: unknown): KlingTask {
+    const parsed = klingTaskSchema.safeParse(data);
+    if (!parsed.success) {
+      throw new UpstreamError('retryable', 'MALFORMED_RESPONSE', `Kling's task data is malformed: ${parsed.error.issues[0]?.message ?? ''}`, {
+        mayHaveReachedUpstream: true,
+      });
+    }
+    return parsed.data;
+  }
+
+  return {
+    /** POST a create request; returns Kling's task (status `submitted` normally). */
+    async createElement(body: Record<string, unknown>): Promise<KlingTask> {
+      const answer = await call('POST', ELEMENTS_PATH, body);
+      return parseTask(answer.data);
+    },
+
+    /** Reads one task by Kling's task id or our external task id; null when Kling has no such task. */
+    async getElementTask(id: string): Promise<KlingTask | null> {
+      try {
+        const answer = await call('GET', `${ELEMENTS_PATH}/${encodeURIComponent(id)}`);
+        return parseTask(answer.data);
+      } catch (error) {
+        if (error instanceof UpstreamError && (NOT_FOUND_CODES.has(Number(error.code)) || error.code === 'HTTP_404')) return null;
+        throw error;
+      }
+    },
+  };
+}
+
+export type KlingClient = ReturnType<typeof createKlingClient>;

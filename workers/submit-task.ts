@@ -1,0 +1,79 @@
+import { UnrecoverableError, type Job } from 'bullmq';
+import type { TaskRecord, TaskRepository } from '../src/db/task-repository';
+import type { Logger } from '../src/logger';
+import type { Enqueuer } from '../src/queue/enqueue';
+import { taskJobSchema } from '../src/queue/queues';
+import { applyUpstreamUpdate } from '../src/tasks/apply-upstream-update';
+import type { KlingClient } from '../src/upstream/kling-client';
+import type { KlingTask } from '../src/upstream/kling-wire';
+import { UpstreamError } from '../src/upstream/upstream-error';
+import { retryDelayMs, RetryLater } from './retry-backoff';
+
+export interface SubmitTaskDeps {
+  tasks: TaskRepository;
+  enqueuer: Enqueuer;
+  kling: KlingClient;
+  logger: Logger;
+  /** The per-task callback URL Kling will call (carries the task's HMAC token). */
+  callbackUrlFor(taskId: string): string;
+  maxAttempts: number;
+  retryBaseDelayMs: number;
+}
+
+const asUpstreamError = (error: unknown): UpstreamError =>
+  error instanceof UpstreamError ? error : new UpstreamError('retryable', 'INTERNAL', (error as Error)?.message ?? String(error));
+
+/**
+ * Submits one task to Kling. Safe to run twice: the claim only succeeds while the task is `queued`,
+ * and a retry first asks Kling for our external_task_id, so a create whose answer was lost is adopted
+ * rather than sent again.
+ */
+export async function submitTask(deps: SubmitTaskDeps, job: Job): Promise<void> {
+  const { taskId } = taskJobSchema.parse(job.data);
+  const task = await deps.tasks.claimForSubmit(taskId);
+  if (!task) {
+    const current = await deps.tasks.findById(taskId);
+    deps.logger.info({ taskId, status: current?.status }, 'submit skipped: task is no longer queued');
+    return;
+  }
+  const attempt = task.attempts;
+  try {
+    const { snapshot, adopted } = await findOrCreateUpstream(deps, task);
+    await applyUpstreamUpdate(deps, task, snapshot, 'submit', { attempt, adopted });
+    deps.logger.info({ taskId, upstreamTaskId: snapshot.task_id, attempt, adopted }, 'task accepted by Kling');
+  } catch (caught) {
+    const error = asUpstreamError(caught);
+    const detail = { attempt, code: error.code, message: error.message, http_status: error.details.httpStatus };
+    if (error.kind === 'permanent' || attempt >= deps.maxAttempts) {
+      const reason = error.kind === 'permanent' ? 'rejected by Kling' : `gave up after ${attempt} attempts`;
+      await deps.tasks.transition(
+        taskId,
+        'failed',
+        { error: { code: error.code, message: error.message }, statusMessage: reason, completedAt: new Date(), submitInFlight: false },
+        { type: 'submit_failed', detail: { ...detail, final: true } },
+        { status: 'queued' },
+      );
+      deps.logger.warn({ taskId, ...detail }, `task failed: ${reason}`);
+      throw new UnrecoverableError(`${error.code}: ${error.message}`);
+    }
+    const delayMs = retryDelayMs(attempt, deps.retryBaseDelayMs, error);
+    await deps.tasks.update(taskId, { submitInFlight: false, error: { code: error.code, message: error.message } });
+    await deps.tasks.addEvent(taskId, { type: 'submit_retry', status: 'queued', detail: { ...detail, retry_in_ms: delayMs } });
+    deps.logger.info({ taskId, ...detail, delayMs }, 'submit failed; will retry');
+    throw new RetryLater(delayMs, error);
+  }
+}
+
+async function findOrCreateUpstream(deps: SubmitTaskDeps, task: TaskRecord): Promise<{ snapshot: KlingTask; adopted: boolean }> {
+  // From the second attempt on, an earlier create may have reached Kling without us hearing back.
+  if (task.attempts > 1) {
+    const existing = await deps.kling.getElementTask(task.id);
+    if (existing) return { snapshot: existing, adopted: true };
+  }
+  const snapshot = await deps.kling.createElement({
+    ...task.request,
+    callback_url: deps.callbackUrlFor(task.id),
+    external_task_id: task.id,
+  });
+  return { snapshot, adopted: false };
+}
