@@ -1,0 +1,104 @@
+import type { Server } from 'node:http';
+import supertest from 'supertest';
+import { parseConfig } from '../../src/config';
+import { createLogger } from '../../src/logger';
+import { createRuntime, startApi, startWorkerProcessors, type Runtime } from '../../src/runtime';
+import type { RunningWorkers } from '../../workers/start-workers';
+import { startFakeKling, type FakeKling, type FakeKlingOptions } from './fake-kling';
+import { createTestDatabase, uniqueQueuePrefix, type TestDatabase } from './test-database';
+
+export const TEST_KLING_API_KEY = 'test-kling-key';
+
+export interface TestServiceOptions {
+  /** Extra environment, as the service would read it. */
+  env?: Record<string, string>;
+  /** Start queue workers in-process (default true). */
+  workers?: boolean;
+  /** Use a fake Kling (default); false runs sandbox mode. */
+  fakeKling?: FakeKlingOptions | false;
+}
+
+export interface TestService {
+  runtime: Runtime;
+  baseUrl: string;
+  fake: FakeKling | undefined;
+  db: TestDatabase;
+  http: ReturnType<typeof supertest>;
+  /** A new tenant with an API key: `auth` is the Authorization header value. */
+  createTenant(name?: string): Promise<{ tenant: string; apiKey: string; apiKeyId: string; auth: string }>;
+  /** Polls the task row until `predicate` holds (or times out with the last state in the message). */
+  waitForTask(taskId: string, predicate: (task: NonNullable<Awaited<ReturnType<Runtime['tasks']['findById']>>>) => boolean, timeoutMs?: number): Promise<NonNullable<Awaited<ReturnType<Runtime['tasks']['findById']>>>>;
+  startWorkers(): void;
+  stop(): Promise<void>;
+}
+
+let tenantCounter = 0;
+
+/**
+ * The whole service in-process, on its own database and queue prefix, listening on a loopback port so
+ * the fake Kling can call back over real HTTP.
+ */
+export async function startTestService(options: TestServiceOptions = {}): Promise<TestService> {
+  const db = await createTestDatabase();
+  const fake = options.fakeKling === false ? undefined : await startFakeKling({ expectedBearer: TEST_KLING_API_KEY, ...options.fakeKling });
+  const config = parseConfig({
+    NODE_ENV: 'test',
+    LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
+    PORT: '0',
+    DATABASE_URL: db.url,
+    DATABASE_POOL_SIZE: '5',
+    REDIS_URL: process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379',
+    QUEUE_PREFIX: uniqueQueuePrefix(),
+    KLING_RETRY_BASE_DELAY_MS: '50',
+    KLING_REQUEST_TIMEOUT_MS: '2000',
+    KLING_MAX_ATTEMPTS: '4',
+    SANDBOX_STEP_DELAY_MS: '50',
+    ALLOW_PRIVATE_CALLBACKS: 'true',
+    ...(fake ? { KLING_BASE_URL: fake.baseUrl, KLING_API_KEY: TEST_KLING_API_KEY } : {}),
+    ...options.env,
+  });
+  const logger = createLogger({ level: config.logLevel });
+  const runtime = await createRuntime(config, logger);
+  const { server, baseUrl } = await startApi(runtime);
+  let workers: RunningWorkers | undefined;
+  const service: TestService = {
+    runtime,
+    baseUrl,
+    fake,
+    db,
+    http: supertest(baseUrl),
+    async createTenant(name = `tenant-${process.pid}-${++tenantCounter}`) {
+      const created = await runtime.tenants.createApiKey(name);
+      return { tenant: created.tenant, apiKey: created.apiKey, apiKeyId: created.apiKeyId, auth: `Bearer ${created.apiKey}` };
+    },
+    async waitForTask(taskId, predicate, timeoutMs = 10_000) {
+      const deadline = Date.now() + timeoutMs;
+      let last = await runtime.tasks.findById(taskId);
+      while (!(last && predicate(last))) {
+        if (Date.now() > deadline) throw new Error(`Task ${taskId} did not reach the expected state; last: ${JSON.stringify(last)}`);
+        await new Promise((resolve) => setTimeout(resolve, 25));
+        last = await runtime.tasks.findById(taskId);
+      }
+      return last;
+    },
+    startWorkers() {
+      workers ??= startWorkerProcessors(runtime, config.publicBaseUrl ?? baseUrl);
+    },
+    async stop() {
+      await workers?.close();
+      await closeServer(server);
+      await fake?.stop();
+      await runtime.queues.submit.obliterate({ force: true }).catch(() => undefined);
+      await runtime.queues.poll.obliterate({ force: true }).catch(() => undefined);
+      await runtime.close();
+      await db.drop();
+    },
+  };
+  if (options.workers !== false) service.startWorkers();
+  return service;
+}
+
+function closeServer(server: Server): Promise<void> {
+  server.closeAllConnections();
+  return new Promise((resolve) => server.close(() => resolve()));
+}
