@@ -38,6 +38,8 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
   // Redis errors are reported by /readyz and the enqueue path; without a listener ioredis would print each retry.
   redis.on('error', (error) => logger.debug({ err: error }, 'redis connection error'));
   const queues = createTaskQueues(redis, config.queuePrefix);
+  // Each BullMQ queue re-emits the connection's errors; with no listener BullMQ console.errors every retry.
+  for (const queue of [queues.submit, queues.poll]) queue.on('error', (error) => logger.debug({ err: error, queue: queue.name }, 'queue connection error'));
   const signingSecret = await resolveSigningSecret(config.webhookSigningSecret, createSettingsRepository(db));
   return {
     config,
@@ -51,7 +53,9 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
     callbackTokens: createCallbackTokens(signingSecret),
     async close() {
       await queues.close().catch(() => undefined);
-      await redis.quit().catch(() => undefined);
+      // quit() queues behind commands waiting for an unreachable Redis and never returns; nothing to flush then.
+      if (redis.status === 'ready') await redis.quit().catch(() => undefined);
+      else redis.disconnect();
       await db.$disconnect();
     },
   };

@@ -70,10 +70,20 @@ async function findOrCreateUpstream(deps: SubmitTaskDeps, task: TaskRecord): Pro
     const existing = await deps.kling.getElementTask(task.id);
     if (existing) return { snapshot: existing, adopted: true };
   }
-  const snapshot = await deps.kling.createElement({
-    ...task.request,
-    callback_url: deps.callbackUrlFor(task.id),
-    external_task_id: task.id,
-  });
-  return { snapshot, adopted: false };
+  try {
+    const snapshot = await deps.kling.createElement({
+      ...task.request,
+      callback_url: deps.callbackUrlFor(task.id),
+      external_task_id: task.id,
+    });
+    return { snapshot, adopted: false };
+  } catch (error) {
+    // Kling may record a create slowly: a retry's look-up can miss it, and the create then bounces off
+    // the duplicate external_task_id. Look once more before calling the task failed.
+    if (task.attempts > 1 && error instanceof UpstreamError && error.kind === 'permanent') {
+      const existing = await deps.kling.getElementTask(task.id);
+      if (existing) return { snapshot: existing, adopted: true };
+    }
+    throw error;
+  }
 }

@@ -74,8 +74,12 @@ export interface TaskChanges {
   submitInFlight?: boolean;
 }
 
+/** Fields clients never see: recording only these (e.g. for an ignored duplicate callback) leaves updated_at alone. */
+const BOOKKEEPING_FIELDS: readonly (keyof TaskChanges)[] = ['lastUpstreamAt', 'submitInFlight'];
+
 function changesToData(changes: TaskChanges): Prisma.TaskUpdateManyMutationInput {
-  const data: Prisma.TaskUpdateManyMutationInput = { updatedAt: new Date() };
+  const visible = (Object.keys(changes) as (keyof TaskChanges)[]).some((key) => changes[key] !== undefined && !BOOKKEEPING_FIELDS.includes(key));
+  const data: Prisma.TaskUpdateManyMutationInput = visible ? { updatedAt: new Date() } : {};
   if (changes.statusMessage !== undefined) data.statusMessage = changes.statusMessage;
   if (changes.upstreamTaskId !== undefined) data.upstreamTaskId = changes.upstreamTaskId;
   if (changes.result !== undefined) data.result = changes.result as Prisma.InputJsonValue;
@@ -168,7 +172,7 @@ export function createTaskRepository(db: Db) {
       return db.$transaction(async (tx) => {
         const updated = await tx.task.updateMany({
           where: { ...where, id, status: { in: statusesBefore(next) } },
-          data: { ...changesToData(changes), status: next },
+          data: { ...changesToData(changes), status: next, updatedAt: new Date() },
         });
         if (updated.count === 0) return null;
         await tx.taskEvent.create({ data: eventData(id, { ...event, status: next }) });

@@ -52,7 +52,9 @@ export async function applyUpstreamUpdate(
           completedAt: now,
           error: { code: 'UPSTREAM_TASK_FAILED', message: snapshot.task_status_msg || 'Kling reported the task as failed' },
         }
-      : {}),
+      : // A retried submit leaves its last error on the queued task; once Kling has the task it no longer applies
+        // (the events keep it).
+        { error: null }),
     ...(task.submittedAt ? {} : { submittedAt: now }),
     submitInFlight: false,
   };

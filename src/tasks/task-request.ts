@@ -42,6 +42,15 @@ export const stripDataUrlPrefix = (value: string): string => value.replace(DATA_
 
 const base64DecodedBytes = (value: string): number => Math.floor((value.length * 3) / 4) - (value.match(/=+$/)?.[0].length ?? 0);
 
+const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+const JPEG_SIGNATURE = Buffer.from([0xff, 0xd8, 0xff]);
+
+/** Kling takes .jpg/.jpeg/.png only; the file signature tells without decoding the whole image. */
+function looksLikePngOrJpeg(base64: string): boolean {
+  const head = Buffer.from(base64.slice(0, 12), 'base64');
+  return head.subarray(0, 8).equals(PNG_SIGNATURE) || head.subarray(0, 3).equals(JPEG_SIGNATURE);
+}
+
 const imageSource = z.string({ error: 'must be a string' }).superRefine((value, ctx) => {
   if (value.trim() === '') return void ctx.addIssue({ code: 'custom', message: 'must not be empty' });
   if (/^https?:\/\//i.test(value)) {
@@ -56,9 +65,19 @@ const imageSource = z.string({ error: 'must be a string' }).superRefine((value, 
     return void ctx.addIssue({ code: 'custom', message: 'must be an http(s) URL or a base64-encoded .jpg/.jpeg/.png image' });
   }
   if (base64DecodedBytes(raw) > MAX_IMAGE_BYTES) {
-    ctx.addIssue({ code: 'custom', message: 'image must not exceed 10MB' });
+    return void ctx.addIssue({ code: 'custom', message: 'image must not exceed 10MB' });
+  }
+  if (!looksLikePngOrJpeg(raw)) {
+    ctx.addIssue({ code: 'custom', message: 'base64 image must be a .jpg/.jpeg or .png file (its first bytes are neither)' });
   }
 });
+
+/**
+ * Kling's own examples send `"external_task_id": ""` and document an empty `element_voice_id` as "no
+ * voice": for optional text fields an empty string means "not given".
+ */
+const optionalText = <S extends z.ZodType>(schema: S) =>
+  z.preprocess((value) => (value === '' ? undefined : value), schema.optional());
 
 const elementImageList = z.strictObject(
   {
@@ -87,7 +106,7 @@ export const createTaskRequestSchema = z
     reference_type: z.enum(['image_refer', 'video_refer'], { error: 'must be "image_refer" or "video_refer"' }),
     element_image_list: elementImageList.optional(),
     element_video_list: elementVideoList.optional(),
-    element_voice_id: z.string({ error: 'must be a string' }).min(1, 'must not be empty').max(128).optional(),
+    element_voice_id: optionalText(z.string({ error: 'must be a string' }).max(128, 'must not exceed 128 characters')),
     tag_list: z
       .array(
         z.strictObject({
@@ -96,14 +115,15 @@ export const createTaskRequestSchema = z
         { error: 'must be an array of { "tag_id": … }' },
       )
       .optional(),
-    callback_url: httpUrl.optional(),
-    external_task_id: z
-      .string({ error: 'must be a string' })
-      .min(1, 'must not be empty')
-      .max(MAX_EXTERNAL_TASK_ID_CHARS, `must not exceed ${MAX_EXTERNAL_TASK_ID_CHARS} characters`)
-      // eslint-disable-next-line no-control-regex
-      .refine((value) => !/[\u0000-\u001f\u007f]/.test(value), 'must not contain control characters')
-      .optional(),
+    callback_url: optionalText(httpUrl),
+    external_task_id: optionalText(
+      z
+        .string({ error: 'must be a string' })
+        .refine((value) => value.trim().length > 0, 'must not be blank')
+        .refine((value) => value.length <= MAX_EXTERNAL_TASK_ID_CHARS, `must not exceed ${MAX_EXTERNAL_TASK_ID_CHARS} characters`)
+        // eslint-disable-next-line no-control-regex
+        .refine((value) => !/[\u0000-\u001f\u007f]/.test(value), 'must not contain control characters'),
+    ),
   })
   .superRefine((body, ctx) => {
     if (body.reference_type === 'image_refer') {

@@ -16,7 +16,9 @@ export interface KlingClientOptions {
 const NEVER_SENT_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH']);
 
 function networkError(error: unknown): UpstreamError {
-  if (error instanceof Error && (error.name === 'TimeoutError' || error.name === 'AbortError')) {
+  // By name, not instanceof: fetch's DOMException may come from another realm (e.g. jest's vm context).
+  const name = (error as { name?: unknown } | null)?.name;
+  if (name === 'TimeoutError' || name === 'AbortError') {
     return new UpstreamError('retryable', 'TIMEOUT', 'Kling did not answer in time', { mayHaveReachedUpstream: true });
   }
   const cause = (error as { cause?: { code?: string; message?: string } }).cause;
@@ -64,7 +66,9 @@ export function createKlingClient(options: KlingClientOptions) {
       } catch {
         // Not JSON: a proxy's error page, classified by HTTP status below.
       }
-      const message = envelope?.message ?? (text.slice(0, 200) || response.statusText);
+      const message =
+        envelope?.message ||
+        (envelope ? `Kling answered HTTP ${response.status} with code ${envelope.code} and no message` : text.slice(0, 200) || response.statusText);
       if (response.ok && envelope?.code === 0) {
         return { httpStatus: response.status, code: 0, message, data: envelope.data };
       }

@@ -23,6 +23,16 @@ export interface ScriptedReply {
   delayMs?: number;
   /** Create the task anyway before answering (the request reached Kling, the answer was lost). */
   acceptAnyway?: boolean;
+  /**
+   * With acceptAnyway: when the task comes into existence. 'answer' (default) = after delayMs, just before
+   * the scripted answer; 'receipt' = as soon as the request arrives, so it is visible to queries while the
+   * answer is still held back (a create that reached Kling but whose answer was slow or lost).
+   */
+  acceptAt?: 'answer' | 'receipt';
+  /** With acceptAnyway: after the scripted answer, move the task forward and call back as on the happy path. */
+  callbacksAnyway?: boolean;
+  /** Send this text verbatim as the body instead of JSON (a proxy's error page); content-type text/html unless headers say otherwise. */
+  rawBody?: string;
 }
 
 export type CallbackPlan = 'normal' | 'none' | 'duplicate' | 'reversed' | 'no-result';
@@ -81,6 +91,11 @@ export class FakeKling {
     this.replies.push(...replies);
   }
 
+  /** Scripted create answers not consumed yet. */
+  scriptedRemaining(): number {
+    return this.replies.length;
+  }
+
   creates(): RecordedRequest[] {
     return this.requests.filter((r) => r.method === 'POST');
   }
@@ -131,7 +146,7 @@ export class FakeKling {
       return send(401, { code: 1002, message: 'Authorization is invalid', request_id: 'x' });
     }
     const elementsPath = '/v1/general/advanced-custom-elements';
-    if (req.method === 'POST' && path === elementsPath) return this.handleCreate(body, send);
+    if (req.method === 'POST' && path === elementsPath) return this.handleCreate(body, send, res);
     if (req.method === 'GET' && path.startsWith(`${elementsPath}/`)) {
       const id = decodeURIComponent(path.slice(elementsPath.length + 1));
       const task = this.tasks.get(id) ?? this.taskByExternalId(id);
@@ -141,14 +156,38 @@ export class FakeKling {
     send(404, { code: 1202, message: 'The requested method is invalid', request_id: 'x' });
   }
 
-  private async handleCreate(body: any, send: (status: number, payload: unknown, headers?: Record<string, string>) => void): Promise<void> {
+  private async handleCreate(
+    body: any,
+    send: (status: number, payload: unknown, headers?: Record<string, string>) => void,
+    res?: ServerResponse,
+  ): Promise<void> {
     const scripted = this.replies.shift();
+    const early = scripted?.acceptAnyway && scripted.acceptAt === 'receipt' ? this.accept(body) : undefined;
     if (scripted?.delayMs) await new Promise((resolve) => setTimeout(resolve, scripted.delayMs));
-    if (scripted && !scripted.acceptAnyway) return send(scripted.status, scripted.body ?? {}, scripted.headers);
-    const externalId: string | null = body?.external_task_id || null;
-    if (externalId && this.taskByExternalId(externalId)) {
-      return send(400, { code: 1201, message: `external_task_id ${externalId} already exists`, request_id: 'x' });
+    const sendScripted = (reply: ScriptedReply) => {
+      if (reply.rawBody === undefined || !res) return send(reply.status, reply.body ?? {}, reply.headers);
+      if (res.destroyed) return;
+      res.writeHead(reply.status, { 'content-type': 'text/html', ...reply.headers });
+      res.end(reply.rawBody);
+    };
+    if (scripted && !scripted.acceptAnyway) return sendScripted(scripted);
+    const task = early ?? this.accept(body);
+    if (task === 'duplicate') {
+      return send(400, { code: 1201, message: `external_task_id ${body?.external_task_id} already exists`, request_id: 'x' });
     }
+    if (scripted) {
+      sendScripted(scripted);
+      if (scripted.callbacksAnyway) this.track(this.runCallbacks(task, body));
+      return;
+    }
+    send(200, this.envelope(this.view(task)));
+    this.track(this.runCallbacks(task, body));
+  }
+
+  /** Stores a new task for a create request, or says its external_task_id is taken. */
+  private accept(body: any): FakeTask | 'duplicate' {
+    const externalId: string | null = body?.external_task_id || null;
+    if (externalId && this.taskByExternalId(externalId)) return 'duplicate';
     const now = Date.now();
     const task: FakeTask = {
       task_id: String(this.nextId++),
@@ -161,9 +200,7 @@ export class FakeKling {
       callbackUrl: body?.callback_url ?? null,
     };
     this.tasks.set(task.task_id, task);
-    if (scripted) return send(scripted.status, scripted.body ?? {}, scripted.headers);
-    send(200, this.envelope(this.view(task)));
-    this.track(this.runCallbacks(task, body));
+    return task;
   }
 
   private track(promise: Promise<void>): void {

@@ -1,7 +1,7 @@
 import express, { type Router } from 'express';
 import { Webhook } from 'standardwebhooks';
 import type { TaskRepository } from '../../db/task-repository';
-import { AppError, taskNotFound } from '../../errors';
+import { AppError } from '../../errors';
 import type { Logger } from '../../logger';
 import { applyUpstreamUpdate, type ApplyUpdateDeps } from '../../tasks/apply-upstream-update';
 import { klingTaskSchema, parseJsonKeepingBigIds } from '../../upstream/kling-wire';
@@ -33,17 +33,22 @@ export function klingWebhookRoutes(deps: KlingWebhookDeps): Router {
     const rawBody = typeof req.body === 'string' ? req.body : '';
     if (signature) {
       try {
-        signature.verify(rawBody, {
-          'webhook-id': req.get('webhook-id') ?? '',
-          'webhook-timestamp': req.get('webhook-timestamp') ?? '',
-          'webhook-signature': req.get('webhook-signature') ?? '',
-        });
+        // jsonParse off: a correctly signed body that is not JSON is a 400 below, not a bad signature.
+        signature.verify(
+          rawBody,
+          {
+            'webhook-id': req.get('webhook-id') ?? '',
+            'webhook-timestamp': req.get('webhook-timestamp') ?? '',
+            'webhook-signature': req.get('webhook-signature') ?? '',
+          },
+          { jsonParse: false },
+        );
       } catch {
         throw new AppError('INVALID_CALLBACK_TOKEN', 'The Standard Webhooks signature of the callback is missing or invalid');
       }
     }
     const task = await deps.tasks.findById(taskId);
-    if (!task) throw taskNotFound(taskId);
+    if (!task) throw new AppError('TASK_NOT_FOUND', `No task ${JSON.stringify(taskId)}`);
     let body: unknown;
     try {
       body = parseJsonKeepingBigIds(rawBody);
