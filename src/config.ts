@@ -40,6 +40,12 @@ const envSchema = z
     KLING_SECRET_KEY: optionalSecret,
     KLING_POLL_INTERVAL_MS: positiveInt.default(30_000),
     KLING_CONCURRENCY: positiveInt.default(5),
+    /** A task Kling accepted but has not finished after this long fails with UPSTREAM_TIMEOUT. */
+    KLING_TASK_TIMEOUT_MS: positiveInt.default(2 * 60 * 60_000),
+    /** How often the maintenance sweep runs (re-queue lost jobs, poll quiet tasks, time out stuck ones). */
+    SWEEP_INTERVAL_MS: positiveInt.default(10_000),
+    /** A `queued` task untouched this long is checked for a live job and re-queued if it has none. */
+    REQUEUE_AFTER_MS: positiveInt.default(30_000),
     /** How long one upstream HTTP request may take before it counts as a timeout. */
     KLING_REQUEST_TIMEOUT_MS: positiveInt.default(30_000),
     /** Submit attempts per task before it fails with the last upstream error. */
@@ -83,6 +89,7 @@ export interface Config {
     baseUrl: string;
     auth: KlingAuth;
     pollIntervalMs: number;
+    taskTimeoutMs: number;
     concurrency: number;
     requestTimeoutMs: number;
     maxAttempts: number;
@@ -94,6 +101,8 @@ export interface Config {
   mediaPrecheck: boolean;
   adminToken: string | undefined;
   sandboxStepDelayMs: number;
+  sweepIntervalMs: number;
+  requeueAfterMs: number;
 }
 
 export class ConfigError extends Error {
@@ -135,6 +144,7 @@ export function parseConfig(source: NodeJS.ProcessEnv = process.env): Config {
       baseUrl: e.KLING_BASE_URL,
       auth: chooseKlingAuth(e),
       pollIntervalMs: e.KLING_POLL_INTERVAL_MS,
+      taskTimeoutMs: e.KLING_TASK_TIMEOUT_MS,
       concurrency: e.KLING_CONCURRENCY,
       requestTimeoutMs: e.KLING_REQUEST_TIMEOUT_MS,
       maxAttempts: e.KLING_MAX_ATTEMPTS,
@@ -146,6 +156,8 @@ export function parseConfig(source: NodeJS.ProcessEnv = process.env): Config {
     mediaPrecheck: e.MEDIA_PRECHECK,
     adminToken: e.ADMIN_TOKEN,
     sandboxStepDelayMs: e.SANDBOX_STEP_DELAY_MS,
+    sweepIntervalMs: e.SWEEP_INTERVAL_MS,
+    requeueAfterMs: e.REQUEUE_AFTER_MS,
   };
 }
 

@@ -6,7 +6,7 @@ async function main(): Promise<void> {
   const runtime = await bootstrap('kling-element-tracker');
   const { server, baseUrl } = await startApi(runtime);
   const publicBaseUrl = runtime.config.publicBaseUrl ?? baseUrl;
-  const workers = startWorkerProcessors(runtime, publicBaseUrl);
+  const workers = await startWorkerProcessors(runtime, publicBaseUrl);
   runtime.logger.info({ url: baseUrl, publicBaseUrl, readme: 'README.md' }, `API listening on ${baseUrl}; worker running`);
   onShutdown(runtime.logger, async () => {
     await new Promise<void>((resolve) => server.close(() => resolve()));

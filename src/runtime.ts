@@ -39,7 +39,7 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
   redis.on('error', (error) => logger.debug({ err: error }, 'redis connection error'));
   const queues = createTaskQueues(redis, config.queuePrefix);
   // Each BullMQ queue re-emits the connection's errors; with no listener BullMQ console.errors every retry.
-  for (const queue of [queues.submit, queues.poll]) queue.on('error', (error) => logger.debug({ err: error, queue: queue.name }, 'queue connection error'));
+  for (const queue of [queues.submit, queues.poll, queues.maintenance]) queue.on('error', (error) => logger.debug({ err: error, queue: queue.name }, 'queue connection error'));
   const signingSecret = await resolveSigningSecret(config.webhookSigningSecret, createSettingsRepository(db));
   return {
     config,
@@ -88,7 +88,7 @@ export async function startApi(runtime: Runtime): Promise<{ server: Server; base
 }
 
 /** Starts the workers. `publicBaseUrl` is where Kling (or the sandbox) reaches our webhook route. */
-export function startWorkerProcessors(runtime: Runtime, publicBaseUrl: string): RunningWorkers {
+export function startWorkerProcessors(runtime: Runtime, publicBaseUrl: string): Promise<RunningWorkers> {
   const { config } = runtime;
   const kling = createKlingClient({
     baseUrl: isSandbox(config) ? `${publicBaseUrl}${SANDBOX_PATH}` : config.kling.baseUrl,
@@ -99,10 +99,20 @@ export function startWorkerProcessors(runtime: Runtime, publicBaseUrl: string): 
     {
       ...runtime,
       kling,
+      submitQueue: runtime.queues.submit,
       callbackUrlFor: (taskId) => runtime.callbackTokens.callbackUrl(publicBaseUrl, taskId),
       maxAttempts: config.kling.maxAttempts,
       retryBaseDelayMs: config.kling.retryBaseDelayMs,
+      requeueAfterMs: config.requeueAfterMs,
+      pollIntervalMs: config.kling.pollIntervalMs,
+      taskTimeoutMs: config.kling.taskTimeoutMs,
     },
-    { connection: runtime.redis, prefix: config.queuePrefix, concurrency: config.kling.concurrency },
+    {
+      connection: runtime.redis,
+      prefix: config.queuePrefix,
+      concurrency: config.kling.concurrency,
+      maintenanceQueue: runtime.queues.maintenance,
+      sweepIntervalMs: config.sweepIntervalMs,
+    },
   );
 }

@@ -5,7 +5,7 @@ import { startWorkerProcessors } from './runtime';
 async function main(): Promise<void> {
   const runtime = await bootstrap('kling-element-tracker-worker');
   const publicBaseUrl = runtime.config.publicBaseUrl ?? `http://127.0.0.1:${runtime.config.port}`;
-  const workers = startWorkerProcessors(runtime, publicBaseUrl);
+  const workers = await startWorkerProcessors(runtime, publicBaseUrl);
   runtime.logger.info({ publicBaseUrl, concurrency: runtime.config.kling.concurrency }, 'worker running');
   onShutdown(runtime.logger, async () => {
     await workers.close();

@@ -1,6 +1,7 @@
-import { Worker, type Job } from 'bullmq';
+import { Worker, type Job, type Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { POLL_QUEUE, SUBMIT_QUEUE, UPSTREAM_BACKOFF } from '../src/queue/queues';
+import { MAINTENANCE_QUEUE, POLL_QUEUE, SUBMIT_QUEUE, UPSTREAM_BACKOFF } from '../src/queue/queues';
+import { runMaintenanceSweep, type MaintenanceSweepDeps } from './maintenance-sweep';
 import { pollTask, type PollTaskDeps } from './poll-task';
 import { MAX_RETRY_DELAY_MS, RetryLater } from './retry-backoff';
 import { submitTask, type SubmitTaskDeps } from './submit-task';
@@ -10,6 +11,8 @@ export interface WorkerOptions {
   prefix: string;
   /** Upstream requests in flight per process (KLING_CONCURRENCY). */
   concurrency: number;
+  maintenanceQueue: Queue;
+  sweepIntervalMs: number;
 }
 
 export interface RunningWorkers {
@@ -18,7 +21,9 @@ export interface RunningWorkers {
   close(): Promise<void>;
 }
 
-export function startWorkers(deps: SubmitTaskDeps & PollTaskDeps, options: WorkerOptions): RunningWorkers {
+const SWEEP_SCHEDULER_ID = 'maintenance-sweep';
+
+export async function startWorkers(deps: SubmitTaskDeps & PollTaskDeps & MaintenanceSweepDeps, options: WorkerOptions): Promise<RunningWorkers> {
   const common = { connection: options.connection, prefix: options.prefix, concurrency: options.concurrency };
   const submit = new Worker(SUBMIT_QUEUE, (job: Job) => submitTask(deps, job), {
     ...common,
@@ -28,7 +33,15 @@ export function startWorkers(deps: SubmitTaskDeps & PollTaskDeps, options: Worke
     },
   });
   const poll = new Worker(POLL_QUEUE, (job: Job) => pollTask(deps, job), common);
-  const workers = [submit, poll];
+  // The scheduler emits one sweep job per interval whatever the number of worker processes, and each
+  // process runs at most one at a time: the sweep never runs twice concurrently on one task list.
+  const maintenance = new Worker(MAINTENANCE_QUEUE, () => runMaintenanceSweep(deps), { ...common, concurrency: 1 });
+  await options.maintenanceQueue.upsertJobScheduler(
+    SWEEP_SCHEDULER_ID,
+    { every: options.sweepIntervalMs },
+    { name: 'sweep', opts: { removeOnComplete: true, removeOnFail: 50 } },
+  );
+  const workers = [submit, poll, maintenance];
   for (const worker of workers) {
     worker.on('failed', (job, error) => {
       if (!(error instanceof RetryLater)) deps.logger.warn({ taskId: job?.data?.taskId, queue: worker.name, err: error }, 'job failed');

@@ -11,8 +11,17 @@ const USAGE = `Usage:
 
 class UsageError extends Error {}
 
+/** A bad option (unknown, or --tenant without a value) is a usage error like any other: exit 2 with the usage. */
+function parseCommandLine(argv: string[]) {
+  try {
+    return parseArgs({ args: argv, allowPositionals: true, options: { tenant: { type: 'string' } } });
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+}
+
 async function run(argv: string[]): Promise<unknown> {
-  const { positionals, values } = parseArgs({ args: argv, allowPositionals: true, options: { tenant: { type: 'string' } } });
+  const { positionals, values } = parseCommandLine(argv);
   const [group, command, ...rest] = positionals;
   if (group !== 'keys') throw new UsageError(group ? `Unknown command "${group}"` : 'No command given');
   const config = parseConfig();

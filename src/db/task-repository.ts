@@ -201,6 +201,32 @@ export function createTaskRepository(db: Db) {
       return row ? toRecord(row) : null;
     },
 
+    /** Tasks still `queued` and untouched since `before`: candidates for re-queuing. Oldest first. */
+    async findQueuedUntouchedSince(before: Date, limit: number): Promise<TaskRecord[]> {
+      const rows = await db.task.findMany({ where: { status: 'queued', updatedAt: { lt: before } }, orderBy: { updatedAt: 'asc' }, take: limit });
+      return rows.map(toRecord);
+    },
+
+    /** Tasks Kling has but has said nothing about since `before` (callbacks late or lost). */
+    async findUpstreamQuietSince(before: Date, limit: number): Promise<TaskRecord[]> {
+      const rows = await db.task.findMany({
+        where: { status: { in: ['submitted', 'processing'] }, OR: [{ lastUpstreamAt: { lt: before } }, { lastUpstreamAt: null }] },
+        orderBy: { lastUpstreamAt: { sort: 'asc', nulls: 'first' } },
+        take: limit,
+      });
+      return rows.map(toRecord);
+    },
+
+    /** Tasks accepted by Kling before `before` and still not finished. */
+    async findSubmittedBefore(before: Date, limit: number): Promise<TaskRecord[]> {
+      const rows = await db.task.findMany({
+        where: { status: { in: ['submitted', 'processing'] }, submittedAt: { lt: before } },
+        orderBy: { submittedAt: 'asc' },
+        take: limit,
+      });
+      return rows.map(toRecord);
+    },
+
     async addEvent(taskId: string, event: NewTaskEvent): Promise<void> {
       await db.taskEvent.create({ data: eventData(taskId, event) });
     },

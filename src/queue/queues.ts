@@ -4,6 +4,7 @@ import { z } from 'zod';
 
 export const SUBMIT_QUEUE = 'submit-task';
 export const POLL_QUEUE = 'poll-task';
+export const MAINTENANCE_QUEUE = 'maintenance';
 
 /** Jobs carry only the task id: Postgres is the source of truth, and a job re-reads the row. */
 export const taskJobSchema = z.object({ taskId: z.string().min(1) });
@@ -20,17 +21,20 @@ export const UPSTREAM_BACKOFF = 'upstream';
 export interface TaskQueues {
   submit: Queue<TaskJob>;
   poll: Queue<TaskJob>;
+  maintenance: Queue;
   close(): Promise<void>;
 }
 
 export function createTaskQueues(connection: Redis, prefix: string): TaskQueues {
   const submit = new Queue<TaskJob>(SUBMIT_QUEUE, { connection, prefix });
   const poll = new Queue<TaskJob>(POLL_QUEUE, { connection, prefix });
+  const maintenance = new Queue(MAINTENANCE_QUEUE, { connection, prefix });
   return {
     submit,
     poll,
+    maintenance,
     async close() {
-      await Promise.all([submit.close(), poll.close()]);
+      await Promise.all([submit.close(), poll.close(), maintenance.close()]);
     },
   };
 }

@@ -28,7 +28,8 @@ export interface TestService {
   createTenant(name?: string): Promise<{ tenant: string; apiKey: string; apiKeyId: string; auth: string }>;
   /** Polls the task row until `predicate` holds (or times out with the last state in the message). */
   waitForTask(taskId: string, predicate: (task: NonNullable<Awaited<ReturnType<Runtime['tasks']['findById']>>>) => boolean, timeoutMs?: number): Promise<NonNullable<Awaited<ReturnType<Runtime['tasks']['findById']>>>>;
-  startWorkers(): void;
+  /** Starts the in-process workers (once); resolves when they run. */
+  startWorkers(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -53,6 +54,7 @@ export async function startTestService(options: TestServiceOptions = {}): Promis
     KLING_REQUEST_TIMEOUT_MS: '2000',
     KLING_MAX_ATTEMPTS: '4',
     SANDBOX_STEP_DELAY_MS: '50',
+    SWEEP_INTERVAL_MS: '250',
     ALLOW_PRIVATE_CALLBACKS: 'true',
     ...(fake ? { KLING_BASE_URL: fake.baseUrl, KLING_API_KEY: TEST_KLING_API_KEY } : {}),
     ...options.env,
@@ -60,7 +62,7 @@ export async function startTestService(options: TestServiceOptions = {}): Promis
   const logger = createLogger({ level: config.logLevel });
   const runtime = await createRuntime(config, logger);
   const { server, baseUrl } = await startApi(runtime);
-  let workers: RunningWorkers | undefined;
+  let workers: Promise<RunningWorkers> | undefined;
   const service: TestService = {
     runtime,
     baseUrl,
@@ -81,20 +83,22 @@ export async function startTestService(options: TestServiceOptions = {}): Promis
       }
       return last;
     },
-    startWorkers() {
+    async startWorkers() {
       workers ??= startWorkerProcessors(runtime, config.publicBaseUrl ?? baseUrl);
+      await workers;
     },
     async stop() {
-      await workers?.close();
+      await (await workers)?.close();
       await closeServer(server);
       await fake?.stop();
       await runtime.queues.submit.obliterate({ force: true }).catch(() => undefined);
       await runtime.queues.poll.obliterate({ force: true }).catch(() => undefined);
+      await runtime.queues.maintenance.obliterate({ force: true }).catch(() => undefined);
       await runtime.close();
       await db.drop();
     },
   };
-  if (options.workers !== false) service.startWorkers();
+  if (options.workers !== false) await service.startWorkers();
   return service;
 }
 

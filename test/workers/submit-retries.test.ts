@@ -250,7 +250,7 @@ describe('a canceled task', () => {
     expect(cancel.status).toBe(200);
     expect(cancel.body.status).toBe('canceled');
 
-    service.startWorkers();
+    await service.startWorkers();
     await service.waitForTask(keptId, (task) => task.status === 'succeed');
     await waitForJobState(service, canceledId, 'completed');
 

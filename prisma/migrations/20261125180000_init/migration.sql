@@ -87,6 +87,9 @@ CREATE INDEX "tasks_tenant_id_status_id_idx" ON "tasks"("tenant_id", "status", "
 CREATE INDEX "tasks_status_updated_at_idx" ON "tasks"("status", "updated_at");
 
 -- CreateIndex
+CREATE INDEX "tasks_status_last_upstream_at_idx" ON "tasks"("status", "last_upstream_at");
+
+-- CreateIndex
 CREATE INDEX "tasks_upstream_task_id_idx" ON "tasks"("upstream_task_id");
 
 -- CreateIndex
