@@ -49,7 +49,7 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
     queues,
     tasks: createTaskRepository(db),
     tenants: createTenantRepository(db),
-    enqueuer: createEnqueuer(queues, { maxAttempts: config.kling.maxAttempts }),
+    enqueuer: createEnqueuer(queues, { maxAttempts: config.kling.maxAttempts, isConnected: () => redis.status === 'ready' }),
     callbackTokens: createCallbackTokens(signingSecret),
     async close() {
       await queues.close().catch(() => undefined);
@@ -74,6 +74,8 @@ export async function startApi(runtime: Runtime): Promise<{ server: Server; base
         await runtime.db.$queryRaw`SELECT 1`;
       },
       redis: async () => {
+        // While disconnected, ioredis would hold the ping until Redis is back; say so at once instead.
+        if (runtime.redis.status !== 'ready') throw new Error(`connection is ${runtime.redis.status}`);
         await runtime.redis.ping();
       },
     },

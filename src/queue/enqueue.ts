@@ -12,13 +12,23 @@ function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
-export function createEnqueuer(queues: TaskQueues, options: { maxAttempts: number }) {
+export interface EnqueuerOptions {
+  maxAttempts: number;
+  /** False while Redis is unreachable: adds then fail at once instead of piling up in the client. */
+  isConnected?: () => boolean;
+}
+
+export function createEnqueuer(queues: TaskQueues, options: EnqueuerOptions) {
+  function requireConnection(): void {
+    if (options.isConnected && !options.isConnected()) throw new Error('Redis is not connected');
+  }
   return {
     /**
      * Queues the upstream submit. The job id is the task id, so adding it again while the job exists is a
      * no-op: re-queuing a stuck task can never create a second submit job.
      */
     async enqueueSubmit(taskId: string): Promise<void> {
+      requireConnection();
       await withTimeout(
         queues.submit.add(
           'submit',
@@ -40,6 +50,7 @@ export function createEnqueuer(queues: TaskQueues, options: { maxAttempts: numbe
 
     /** Asks a worker to read the task from Kling now (result missing from a callback, or no news for too long). */
     async enqueuePoll(taskId: string, reason: string): Promise<void> {
+      requireConnection();
       await withTimeout(
         queues.poll.add(
           'poll',

@@ -91,9 +91,12 @@ export async function startTestService(options: TestServiceOptions = {}): Promis
       await (await workers)?.close();
       await closeServer(server);
       await fake?.stop();
-      await runtime.queues.submit.obliterate({ force: true }).catch(() => undefined);
-      await runtime.queues.poll.obliterate({ force: true }).catch(() => undefined);
-      await runtime.queues.maintenance.obliterate({ force: true }).catch(() => undefined);
+      // With Redis unreachable, obliterate would wait for it forever.
+      if (runtime.redis.status === 'ready') {
+        for (const queue of [runtime.queues.submit, runtime.queues.poll, runtime.queues.maintenance]) {
+          await queue.obliterate({ force: true }).catch(() => undefined);
+        }
+      }
       await runtime.close();
       await db.drop();
     },
