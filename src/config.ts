@@ -40,6 +40,9 @@ const envSchema = z
     KLING_SECRET_KEY: optionalSecret,
     KLING_POLL_INTERVAL_MS: positiveInt.default(30_000),
     KLING_CONCURRENCY: positiveInt.default(5),
+    /** Create requests to Kling per KLING_RATE_LIMIT_DURATION_MS, shared by every worker process. */
+    KLING_RATE_LIMIT_MAX: positiveInt.default(10),
+    KLING_RATE_LIMIT_DURATION_MS: positiveInt.default(1_000),
     /** A task Kling accepted but has not finished after this long fails with UPSTREAM_TIMEOUT. */
     KLING_TASK_TIMEOUT_MS: positiveInt.default(2 * 60 * 60_000),
     /** How often the maintenance sweep runs (re-queue lost jobs, poll quiet tasks, time out stuck ones). */
@@ -57,6 +60,9 @@ const envSchema = z
     ALLOW_PRIVATE_CALLBACKS: flag(false),
     MEDIA_PRECHECK: flag(true),
     ADMIN_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
+    /** How often BullMQ looks for jobs of crashed workers, and how long a job's lock lasts without renewal. */
+    WORKER_STALLED_INTERVAL_MS: positiveInt.default(30_000),
+    WORKER_LOCK_DURATION_MS: positiveInt.default(30_000),
     /** Delay between the simulated upstream's status changes in sandbox mode. */
     SANDBOX_STEP_DELAY_MS: z.coerce.number().int().min(0).default(1_500),
   })
@@ -91,6 +97,7 @@ export interface Config {
     pollIntervalMs: number;
     taskTimeoutMs: number;
     concurrency: number;
+    rateLimit: { max: number; durationMs: number };
     requestTimeoutMs: number;
     maxAttempts: number;
     retryBaseDelayMs: number;
@@ -103,6 +110,7 @@ export interface Config {
   sandboxStepDelayMs: number;
   sweepIntervalMs: number;
   requeueAfterMs: number;
+  worker: { stalledIntervalMs: number; lockDurationMs: number };
 }
 
 export class ConfigError extends Error {
@@ -146,6 +154,7 @@ export function parseConfig(source: NodeJS.ProcessEnv = process.env): Config {
       pollIntervalMs: e.KLING_POLL_INTERVAL_MS,
       taskTimeoutMs: e.KLING_TASK_TIMEOUT_MS,
       concurrency: e.KLING_CONCURRENCY,
+      rateLimit: { max: e.KLING_RATE_LIMIT_MAX, durationMs: e.KLING_RATE_LIMIT_DURATION_MS },
       requestTimeoutMs: e.KLING_REQUEST_TIMEOUT_MS,
       maxAttempts: e.KLING_MAX_ATTEMPTS,
       retryBaseDelayMs: e.KLING_RETRY_BASE_DELAY_MS,
@@ -158,6 +167,7 @@ export function parseConfig(source: NodeJS.ProcessEnv = process.env): Config {
     sandboxStepDelayMs: e.SANDBOX_STEP_DELAY_MS,
     sweepIntervalMs: e.SWEEP_INTERVAL_MS,
     requeueAfterMs: e.REQUEUE_AFTER_MS,
+    worker: { stalledIntervalMs: e.WORKER_STALLED_INTERVAL_MS, lockDurationMs: e.WORKER_LOCK_DURATION_MS },
   };
 }
 

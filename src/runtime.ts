@@ -96,6 +96,7 @@ export function startWorkerProcessors(runtime: Runtime, publicBaseUrl: string): 
     baseUrl: isSandbox(config) ? `${publicBaseUrl}${SANDBOX_PATH}` : config.kling.baseUrl,
     auth: config.kling.auth,
     timeoutMs: config.kling.requestTimeoutMs,
+    maxInFlight: config.kling.concurrency,
   });
   return startWorkers(
     {
@@ -111,10 +112,14 @@ export function startWorkerProcessors(runtime: Runtime, publicBaseUrl: string): 
     },
     {
       connection: runtime.redis,
-      prefix: config.queuePrefix,
+      queuePrefix: config.queuePrefix,
       concurrency: config.kling.concurrency,
+      rateLimit: config.kling.rateLimit,
+      stalledIntervalMs: config.worker.stalledIntervalMs,
+      lockDurationMs: config.worker.lockDurationMs,
       maintenanceQueue: runtime.queues.maintenance,
       sweepIntervalMs: config.sweepIntervalMs,
+      retryBaseDelayMs: config.kling.retryBaseDelayMs,
     },
   );
 }

@@ -1,18 +1,23 @@
 import { Worker, type Job, type Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { MAINTENANCE_QUEUE, POLL_QUEUE, SUBMIT_QUEUE, UPSTREAM_BACKOFF } from '../src/queue/queues';
+import { bullPrefix, MAINTENANCE_QUEUE, POLL_QUEUE, SUBMIT_QUEUE, UPSTREAM_BACKOFF } from '../src/queue/queues';
 import { runMaintenanceSweep, type MaintenanceSweepDeps } from './maintenance-sweep';
 import { pollTask, type PollTaskDeps } from './poll-task';
-import { MAX_RETRY_DELAY_MS, RetryLater } from './retry-backoff';
+import { RetryLater, retryDelayMs } from './retry-backoff';
 import { submitTask, type SubmitTaskDeps } from './submit-task';
 
 export interface WorkerOptions {
   connection: Redis;
-  prefix: string;
-  /** Upstream requests in flight per process (KLING_CONCURRENCY). */
+  queuePrefix: string;
+  /** Jobs in progress per queue and process; upstream requests are capped separately by the Kling client. */
   concurrency: number;
+  /** Creates sent to Kling per window, across all worker processes (BullMQ's global queue limiter). */
+  rateLimit: { max: number; durationMs: number };
+  stalledIntervalMs: number;
+  lockDurationMs: number;
   maintenanceQueue: Queue;
   sweepIntervalMs: number;
+  retryBaseDelayMs: number;
 }
 
 export interface RunningWorkers {
@@ -23,16 +28,26 @@ export interface RunningWorkers {
 
 const SWEEP_SCHEDULER_ID = 'maintenance-sweep';
 
-export async function startWorkers(deps: SubmitTaskDeps & PollTaskDeps & MaintenanceSweepDeps, options: WorkerOptions): Promise<RunningWorkers> {
-  const common = { connection: options.connection, prefix: options.prefix, concurrency: options.concurrency };
-  const submit = new Worker(SUBMIT_QUEUE, (job: Job) => submitTask(deps, job), {
+type Deps = Omit<SubmitTaskDeps, 'pauseSubmissions'> & PollTaskDeps & MaintenanceSweepDeps;
+
+export async function startWorkers(deps: Deps, options: WorkerOptions): Promise<RunningWorkers> {
+  const common = {
+    connection: options.connection,
+    prefix: bullPrefix(options.queuePrefix),
+    concurrency: options.concurrency,
+    stalledInterval: options.stalledIntervalMs,
+    lockDuration: options.lockDurationMs,
+  };
+  // The processor records the delay it chose in the task's events; other failures (Postgres down
+  // mid-job) back off exponentially from the same base.
+  const backoffStrategy = (attemptsMade: number, type?: string, error?: Error) =>
+    type === UPSTREAM_BACKOFF && error instanceof RetryLater ? error.delayMs : retryDelayMs(attemptsMade, options.retryBaseDelayMs, error);
+  const submit: Worker = new Worker(SUBMIT_QUEUE, (job: Job) => submitTask({ ...deps, pauseSubmissions: (ms) => submit.rateLimit(ms) }, job), {
     ...common,
-    settings: {
-      backoffStrategy: (_attemptsMade: number, type?: string, error?: Error) =>
-        type === UPSTREAM_BACKOFF && error instanceof RetryLater ? error.delayMs : MAX_RETRY_DELAY_MS,
-    },
+    limiter: { max: options.rateLimit.max, duration: options.rateLimit.durationMs },
+    settings: { backoffStrategy },
   });
-  const poll = new Worker(POLL_QUEUE, (job: Job) => pollTask(deps, job), common);
+  const poll = new Worker(POLL_QUEUE, (job: Job) => pollTask(deps, job), { ...common, settings: { backoffStrategy } });
   // The scheduler emits one sweep job per interval whatever the number of worker processes, and each
   // process runs at most one at a time: the sweep never runs twice concurrently on one task list.
   const maintenance = new Worker(MAINTENANCE_QUEUE, () => runMaintenanceSweep(deps), { ...common, concurrency: 1 });
@@ -44,7 +59,7 @@ export async function startWorkers(deps: SubmitTaskDeps & PollTaskDeps & Mainten
   const workers = [submit, poll, maintenance];
   for (const worker of workers) {
     worker.on('failed', (job, error) => {
-      if (!(error instanceof RetryLater)) deps.logger.warn({ taskId: job?.data?.taskId, queue: worker.name, err: error }, 'job failed');
+      if (!(error instanceof RetryLater) && error?.name !== 'RateLimitError') deps.logger.warn({ taskId: job?.data?.taskId, queue: worker.name, err: error }, 'job failed');
     });
     worker.on('error', (error) => deps.logger.error({ queue: worker.name, err: error }, 'worker error'));
   }

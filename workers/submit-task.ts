@@ -1,4 +1,4 @@
-import { UnrecoverableError, type Job } from 'bullmq';
+import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { TaskRecord, TaskRepository } from '../src/db/task-repository';
 import type { Logger } from '../src/logger';
 import type { Enqueuer } from '../src/queue/enqueue';
@@ -18,6 +18,11 @@ export interface SubmitTaskDeps {
   callbackUrlFor(taskId: string): string;
   maxAttempts: number;
   retryBaseDelayMs: number;
+  /**
+   * Holds back the whole submit queue (every worker process) for `ms`: when Kling says "too many
+   * requests", the next task would be refused too.
+   */
+  pauseSubmissions(ms: number): Promise<void>;
 }
 
 const asUpstreamError = (error: unknown): UpstreamError =>
@@ -57,9 +62,15 @@ export async function submitTask(deps: SubmitTaskDeps, job: Job): Promise<void> 
       throw new UnrecoverableError(`${error.code}: ${error.message}`);
     }
     const delayMs = retryDelayMs(attempt, deps.retryBaseDelayMs, error);
+    const rateLimited = error.isRateLimit;
     await deps.tasks.update(taskId, { submitInFlight: false, error: { code: error.code, message: error.message } });
-    await deps.tasks.addEvent(taskId, { type: 'submit_retry', status: 'queued', detail: { ...detail, retry_in_ms: delayMs } });
-    deps.logger.info({ taskId, ...detail, delayMs }, 'submit failed; will retry');
+    await deps.tasks.addEvent(taskId, { type: 'submit_retry', status: 'queued', detail: { ...detail, retry_in_ms: delayMs, rate_limited: rateLimited } });
+    deps.logger.info({ taskId, ...detail, delayMs, rateLimited }, 'submit failed; will retry');
+    if (rateLimited) {
+      // The job goes back to the queue untouched and the queue waits: no task is tried before Kling's delay.
+      await deps.pauseSubmissions(delayMs);
+      throw Worker.RateLimitError();
+    }
     throw new RetryLater(delayMs, error);
   }
 }

@@ -1,4 +1,5 @@
 import type { ErrorRequestHandler, RequestHandler } from 'express';
+import { isDatabaseUnavailable } from '../db/db-errors';
 import { AppError } from '../errors';
 import type { Logger } from '../logger';
 
@@ -20,9 +21,15 @@ function fromBodyParser(error: { type?: string; message?: string }): AppError | 
   return undefined;
 }
 
+/** How long a client should wait before retrying while a dependency is down. */
+export const RETRY_AFTER_SECONDS = 5;
+
 /** Every error becomes an AppError here, and only AppErrors' messages reach clients. */
 export function normalizeError(error: unknown): AppError {
   if (error instanceof AppError) return error;
+  if (isDatabaseUnavailable(error)) {
+    return new AppError('SERVICE_UNAVAILABLE', 'The database is unreachable right now; retry shortly.');
+  }
   return fromBodyParser(error as { type?: string }) ?? new AppError('INTERNAL', 'An unexpected error occurred; it has been logged');
 }
 
@@ -42,7 +49,12 @@ export function toProblem(error: AppError): Problem {
 export function problemErrorHandler(logger: Logger): ErrorRequestHandler {
   return (error, req, res, _next) => {
     const appError = normalizeError(error);
-    if (appError.status >= 500) logger.error({ err: error, method: req.method, url: req.originalUrl }, 'request failed');
+    if (appError.code === 'SERVICE_UNAVAILABLE') {
+      res.set('Retry-After', String(RETRY_AFTER_SECONDS));
+      logger.warn({ method: req.method, path: req.baseUrl + req.path, reason: (error as Error)?.message }, 'dependency unavailable');
+    } else if (appError.status >= 500) {
+      logger.error({ err: error, method: req.method, path: req.baseUrl + req.path }, 'request failed');
+    }
     res.status(appError.status).type('application/problem+json').json(toProblem(appError));
   };
 }

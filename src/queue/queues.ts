@@ -25,7 +25,14 @@ export interface TaskQueues {
   close(): Promise<void>;
 }
 
-export function createTaskQueues(connection: Redis, prefix: string): TaskQueues {
+/**
+ * BullMQ's key prefix. Wrapped in braces (a Redis Cluster hash tag) so all of a queue's keys land on one
+ * cluster slot, which BullMQ's multi-key scripts need; a prefix that already has a tag is kept as given.
+ */
+export const bullPrefix = (queuePrefix: string): string => (queuePrefix.includes('{') ? queuePrefix : `{${queuePrefix}}`);
+
+export function createTaskQueues(connection: Redis, queuePrefix: string): TaskQueues {
+  const prefix = bullPrefix(queuePrefix);
   const submit = new Queue<TaskJob>(SUBMIT_QUEUE, { connection, prefix });
   const poll = new Queue<TaskJob>(POLL_QUEUE, { connection, prefix });
   const maintenance = new Queue(MAINTENANCE_QUEUE, { connection, prefix });

@@ -1,5 +1,6 @@
 import type { KlingAuth } from '../config';
 import { createAuthorizationSource } from './kling-auth';
+import { createSemaphore } from './semaphore';
 import { klingEnvelopeSchema, klingTaskSchema, parseJsonKeepingBigIds, type KlingTask } from './kling-wire';
 import { classifyKlingFailure, parseRetryAfterMs, UpstreamError } from './upstream-error';
 
@@ -9,6 +10,8 @@ export interface KlingClientOptions {
   baseUrl: string;
   auth: KlingAuth;
   timeoutMs: number;
+  /** Requests in flight at once from this process (KLING_CONCURRENCY), whichever queue asks. */
+  maxInFlight?: number;
   fetch?: typeof fetch;
 }
 
@@ -37,7 +40,16 @@ const NOT_FOUND_CODES = new Set([1201, 1203]);
  */
 export function createKlingClient(options: KlingClientOptions) {
   const authorization = createAuthorizationSource(options.auth);
-  const doFetch = options.fetch ?? fetch;
+  const rawFetch = options.fetch ?? fetch;
+  const withPermit = createSemaphore(options.maxInFlight ?? Number.POSITIVE_INFINITY);
+  // The timeout starts once a permit is held: waiting for one is not the upstream being slow.
+  const doFetch = (url: string, init: RequestInit) =>
+    withPermit(async () => {
+      const response = await rawFetch(url, { ...init, signal: AbortSignal.timeout(options.timeoutMs) });
+      // Read the body inside the permit: the request is in flight until its answer is complete.
+      const text = await response.text();
+      return { response, text };
+    });
 
   async function call(method: 'GET' | 'POST', path: string, body?: unknown): Promise<{ httpStatus: number; code: number; message: string; data: unknown }> {
     // 1003/1004 (token expired / not yet valid) are worth one fresh signature, never more.
@@ -49,13 +61,11 @@ export function createKlingClient(options: KlingClientOptions) {
       let response: Response;
       let text: string;
       try {
-        response = await doFetch(`${options.baseUrl}${path}`, {
+        ({ response, text } = await doFetch(`${options.baseUrl}${path}`, {
           method,
           headers,
           body: body === undefined ? undefined : JSON.stringify(body),
-          signal: AbortSignal.timeout(options.timeoutMs),
-        });
-        text = await response.text();
+        }));
       } catch (error) {
         throw networkError(error);
       }

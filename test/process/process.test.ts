@@ -159,7 +159,7 @@ describe('npm start (node dist/src/main.js) on a brand-new database, no Kling cr
     }
     const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 });
     try {
-      const keys = await redis.keys(`${queuePrefix}:*`);
+      const keys = await redis.keys(`{${queuePrefix}}:*`);
       if (keys.length) await redis.del(...keys);
     } finally {
       redis.disconnect();
