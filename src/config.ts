@@ -58,6 +58,14 @@ const envSchema = z
     WEBHOOK_SIGNING_SECRET: z.string().min(16, 'must be at least 16 characters').optional(),
     KLING_WEBHOOK_SECRET: optionalSecret,
     ALLOW_PRIVATE_CALLBACKS: flag(false),
+    /** How long a client's webhook receiver may take to answer one notification. */
+    WEBHOOK_TIMEOUT_MS: positiveInt.default(10_000),
+    /** Comma-separated waits before each retry of a failed notification (default about a day in all). */
+    WEBHOOK_RETRY_SCHEDULE_MS: z
+      .string()
+      .regex(/^\d+(,\d+)*$/, 'must be comma-separated milliseconds, e.g. 5000,30000,120000')
+      .transform((value) => value.split(',').map(Number))
+      .default([5_000, 30_000, 120_000, 600_000, 3_600_000, 3 * 3_600_000, 6 * 3_600_000, 12 * 3_600_000]),
     MEDIA_PRECHECK: flag(true),
     ADMIN_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
     /** How often BullMQ looks for jobs of crashed workers, and how long a job's lock lasts without renewal. */
@@ -105,6 +113,7 @@ export interface Config {
   };
   webhookSigningSecret: string | undefined;
   allowPrivateCallbacks: boolean;
+  webhook: { timeoutMs: number; retryScheduleMs: number[] };
   mediaPrecheck: boolean;
   adminToken: string | undefined;
   sandboxStepDelayMs: number;
@@ -162,6 +171,7 @@ export function parseConfig(source: NodeJS.ProcessEnv = process.env): Config {
     },
     webhookSigningSecret: e.WEBHOOK_SIGNING_SECRET,
     allowPrivateCallbacks: e.ALLOW_PRIVATE_CALLBACKS,
+    webhook: { timeoutMs: e.WEBHOOK_TIMEOUT_MS, retryScheduleMs: e.WEBHOOK_RETRY_SCHEDULE_MS },
     mediaPrecheck: e.MEDIA_PRECHECK,
     adminToken: e.ADMIN_TOKEN,
     sandboxStepDelayMs: e.SANDBOX_STEP_DELAY_MS,

@@ -12,6 +12,8 @@ export const ERROR_CATALOG = {
   ROUTE_NOT_FOUND: { status: 404, title: 'Route not found' },
   EXTERNAL_TASK_ID_CONFLICT: { status: 409, title: 'external_task_id already used' },
   TASK_NOT_CANCELABLE: { status: 409, title: 'Task can no longer be canceled' },
+  NOTHING_TO_REDELIVER: { status: 409, title: 'Nothing to redeliver' },
+  IDEMPOTENCY_KEY_REUSED: { status: 422, title: 'Idempotency-Key reused with a different request' },
   PAYLOAD_TOO_LARGE: { status: 413, title: 'Request body too large' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, title: 'Request body must be application/json' },
   SERVICE_UNAVAILABLE: { status: 503, title: 'Service temporarily unavailable' },

@@ -7,6 +7,8 @@ const nextUlid = monotonicFactory();
 export const newTaskId = (): string => `tsk_${nextUlid()}`;
 export const newTenantId = (): string => `ten_${nextUlid()}`;
 export const newApiKeyId = (): string => `key_${nextUlid()}`;
+/** Also the Standard Webhooks message id; sortable, so deliveries of one task go out in creation order. */
+export const newDeliveryId = (): string => `msg_${nextUlid()}`;
 
 /** URL-safe random string with `bytes` bytes of entropy. */
 export const randomToken = (bytes: number): string => randomBytes(bytes).toString('base64url');

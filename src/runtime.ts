@@ -4,6 +4,8 @@ import { createApp } from './api/app';
 import { SANDBOX_PATH, type Config } from './config';
 import { createDb, type Db } from './db/prisma';
 import { createSettingsRepository } from './db/settings-repository';
+import { createDeliveryRepository, type DeliveryRepository } from './db/delivery-repository';
+import { createIdempotencyRepository, type IdempotencyRepository } from './db/idempotency-repository';
 import { createTaskRepository, type TaskRepository } from './db/task-repository';
 import { createTenantRepository, type TenantRepository } from './db/tenant-repository';
 import type { Logger } from './logger';
@@ -12,6 +14,7 @@ import { createRedisConnection, createTaskQueues, type TaskQueues } from './queu
 import { createKlingClient } from './upstream/kling-client';
 import { createSandboxUpstream } from './upstream/sandbox-upstream';
 import { createCallbackTokens, type CallbackTokens } from './webhooks/callback-token';
+import { toNotificationPayload } from './webhooks/notification-payload';
 import { resolveSigningSecret } from './webhooks/signing-secret';
 import { startWorkers, type RunningWorkers } from '../workers/start-workers';
 
@@ -27,6 +30,8 @@ export interface Runtime {
   queues: TaskQueues;
   tasks: TaskRepository;
   tenants: TenantRepository;
+  deliveries: DeliveryRepository;
+  idempotency: IdempotencyRepository;
   enqueuer: Enqueuer;
   callbackTokens: CallbackTokens;
   close(): Promise<void>;
@@ -39,17 +44,28 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
   redis.on('error', (error) => logger.debug({ err: error }, 'redis connection error'));
   const queues = createTaskQueues(redis, config.queuePrefix);
   // Each BullMQ queue re-emits the connection's errors; with no listener BullMQ console.errors every retry.
-  for (const queue of [queues.submit, queues.poll, queues.maintenance]) queue.on('error', (error) => logger.debug({ err: error, queue: queue.name }, 'queue connection error'));
+  for (const queue of [queues.submit, queues.poll, queues.maintenance, queues.notify]) queue.on('error', (error) => logger.debug({ err: error, queue: queue.name }, 'queue connection error'));
   const signingSecret = await resolveSigningSecret(config.webhookSigningSecret, createSettingsRepository(db));
+  const enqueuer = createEnqueuer(queues, { maxAttempts: config.kling.maxAttempts, isConnected: () => redis.status === 'ready' });
+  const tasks = createTaskRepository(db, {
+    notificationPayload: toNotificationPayload,
+    // A notification that cannot be queued now waits in Postgres for the maintenance sweep.
+    onStatusChange: async (task) => {
+      if (!task.callbackUrl) return;
+      await enqueuer.enqueueNotify(task.id).catch((error) => logger.warn({ taskId: task.id, err: error }, 'notification stored but not queued'));
+    },
+  });
   return {
     config,
     logger,
     db,
     redis,
     queues,
-    tasks: createTaskRepository(db),
+    tasks,
     tenants: createTenantRepository(db),
-    enqueuer: createEnqueuer(queues, { maxAttempts: config.kling.maxAttempts, isConnected: () => redis.status === 'ready' }),
+    deliveries: createDeliveryRepository(db),
+    idempotency: createIdempotencyRepository(db),
+    enqueuer,
     callbackTokens: createCallbackTokens(signingSecret),
     async close() {
       await queues.close().catch(() => undefined);
@@ -69,6 +85,7 @@ export async function startApi(runtime: Runtime): Promise<{ server: Server; base
   const app = createApp({
     ...runtime,
     klingWebhookSecret: config.kling.webhookSecret,
+    allowPrivateCallbacks: config.allowPrivateCallbacks,
     readinessChecks: {
       postgres: async () => {
         await runtime.db.$queryRaw`SELECT 1`;
@@ -103,12 +120,14 @@ export function startWorkerProcessors(runtime: Runtime, publicBaseUrl: string): 
       ...runtime,
       kling,
       submitQueue: runtime.queues.submit,
+      notifyQueue: runtime.queues.notify,
       callbackUrlFor: (taskId) => runtime.callbackTokens.callbackUrl(publicBaseUrl, taskId),
       maxAttempts: config.kling.maxAttempts,
       retryBaseDelayMs: config.kling.retryBaseDelayMs,
       requeueAfterMs: config.requeueAfterMs,
       pollIntervalMs: config.kling.pollIntervalMs,
       taskTimeoutMs: config.kling.taskTimeoutMs,
+      webhook: { ...config.webhook, allowPrivate: config.allowPrivateCallbacks },
     },
     {
       connection: runtime.redis,

@@ -1,8 +1,10 @@
 import type { Queue } from 'bullmq';
+import type { DeliveryRepository } from '../src/db/delivery-repository';
+import type { IdempotencyRepository } from '../src/db/idempotency-repository';
 import type { TaskRepository } from '../src/db/task-repository';
 import type { Logger } from '../src/logger';
 import type { Enqueuer } from '../src/queue/enqueue';
-import type { TaskJob } from '../src/queue/queues';
+import { notifyJobId, type TaskJob } from '../src/queue/queues';
 
 /** Rows handled per sweep and kind; a backlog is worked off over successive sweeps. */
 const SWEEP_BATCH = 200;
@@ -11,6 +13,9 @@ export interface MaintenanceSweepDeps {
   tasks: TaskRepository;
   enqueuer: Enqueuer;
   submitQueue: Queue<TaskJob>;
+  notifyQueue: Queue<TaskJob>;
+  deliveries: DeliveryRepository;
+  idempotency: IdempotencyRepository;
   logger: Logger;
   requeueAfterMs: number;
   pollIntervalMs: number;
@@ -21,6 +26,8 @@ export interface SweepReport {
   requeued: number;
   polled: number;
   timedOut: number;
+  notificationsRequeued: number;
+  idempotencyKeysPurged: number;
 }
 
 /**
@@ -28,14 +35,19 @@ export interface SweepReport {
  * - `queued` tasks with no live submit job (Redis was down at submit, lost its data, a process died
  *   between commit and add) are queued again;
  * - tasks Kling has said nothing about for KLING_POLL_INTERVAL_MS are polled;
- * - tasks Kling has held longer than KLING_TASK_TIMEOUT_MS fail with UPSTREAM_TIMEOUT.
+ * - tasks Kling has held longer than KLING_TASK_TIMEOUT_MS fail with UPSTREAM_TIMEOUT;
+ * - client notifications waiting without a live job are queued again;
+ * - Idempotency-Keys older than 24 h are forgotten.
  */
 export async function runMaintenanceSweep(deps: MaintenanceSweepDeps, now = new Date()): Promise<SweepReport> {
   const requeued = await requeueLostTasks(deps, now);
   const timedOut = await failOverdueTasks(deps, now);
   const polled = await pollQuietTasks(deps, now);
-  if (requeued || polled || timedOut) deps.logger.info({ requeued, polled, timedOut }, 'maintenance sweep');
-  return { requeued, polled, timedOut };
+  const notificationsRequeued = await requeueLostNotifications(deps, now);
+  const idempotencyKeysPurged = await deps.idempotency.purgeExpired();
+  const report = { requeued, polled, timedOut, notificationsRequeued, idempotencyKeysPurged };
+  if (Object.values(report).some(Boolean)) deps.logger.info(report, 'maintenance sweep');
+  return report;
 }
 
 /** A job in one of these states will still run the task; anything else means it is lost. */
@@ -48,12 +60,28 @@ async function requeueLostTasks(deps: MaintenanceSweepDeps, now: Date): Promise<
     const job = await deps.submitQueue.getJob(task.id);
     const state = job ? await job.getState() : 'missing';
     if (LIVE_JOB_STATES.has(state)) continue;
-    // The job is finished or gone, so no worker holds this task: a leftover in-flight mark (a worker
-    // killed mid-request) would only block cancel. The next attempt looks Kling up before re-sending.
+    // The job may have finished *because* a worker just moved the task on: act only if the row is still
+    // exactly as read (queued, untouched). Then no worker holds the task, and a leftover in-flight mark
+    // (a worker killed mid-request) would only block cancel. The next attempt looks Kling up first.
+    const stillLost = await deps.tasks.update(task.id, { submitInFlight: false }, { status: 'queued', updatedAt: task.updatedAt });
+    if (!stillLost) continue;
     await job?.remove().catch(() => undefined);
-    await deps.tasks.update(task.id, { submitInFlight: false });
     await deps.enqueuer.enqueueSubmit(task.id);
     await deps.tasks.addEvent(task.id, { type: 'requeued', status: 'queued', detail: { previous_job_state: state } });
+    requeued++;
+  }
+  return requeued;
+}
+
+async function requeueLostNotifications(deps: MaintenanceSweepDeps, now: Date): Promise<number> {
+  const taskIds = await deps.deliveries.tasksWithPendingSince(new Date(now.getTime() - deps.requeueAfterMs), SWEEP_BATCH);
+  let requeued = 0;
+  for (const taskId of taskIds) {
+    const job = await deps.notifyQueue.getJob(notifyJobId(taskId));
+    const state = job ? await job.getState() : 'missing';
+    if (LIVE_JOB_STATES.has(state)) continue;
+    await job?.remove().catch(() => undefined);
+    await deps.enqueuer.enqueueNotify(taskId);
     requeued++;
   }
   return requeued;

@@ -1,7 +1,8 @@
 import { Worker, type Job, type Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { bullPrefix, MAINTENANCE_QUEUE, POLL_QUEUE, SUBMIT_QUEUE, UPSTREAM_BACKOFF } from '../src/queue/queues';
+import { bullPrefix, MAINTENANCE_QUEUE, NOTIFY_QUEUE, POLL_QUEUE, SUBMIT_QUEUE, UPSTREAM_BACKOFF } from '../src/queue/queues';
 import { runMaintenanceSweep, type MaintenanceSweepDeps } from './maintenance-sweep';
+import { notifyClient, type NotifyClientDeps } from './notify-client';
 import { pollTask, type PollTaskDeps } from './poll-task';
 import { RetryLater, retryDelayMs } from './retry-backoff';
 import { submitTask, type SubmitTaskDeps } from './submit-task';
@@ -28,7 +29,7 @@ export interface RunningWorkers {
 
 const SWEEP_SCHEDULER_ID = 'maintenance-sweep';
 
-type Deps = Omit<SubmitTaskDeps, 'pauseSubmissions'> & PollTaskDeps & MaintenanceSweepDeps;
+type Deps = Omit<SubmitTaskDeps, 'pauseSubmissions'> & PollTaskDeps & MaintenanceSweepDeps & NotifyClientDeps;
 
 export async function startWorkers(deps: Deps, options: WorkerOptions): Promise<RunningWorkers> {
   const common = {
@@ -48,6 +49,7 @@ export async function startWorkers(deps: Deps, options: WorkerOptions): Promise<
     settings: { backoffStrategy },
   });
   const poll = new Worker(POLL_QUEUE, (job: Job) => pollTask(deps, job), { ...common, settings: { backoffStrategy } });
+  const notify = new Worker(NOTIFY_QUEUE, (job: Job) => notifyClient(deps, job), { ...common, settings: { backoffStrategy } });
   // The scheduler emits one sweep job per interval whatever the number of worker processes, and each
   // process runs at most one at a time: the sweep never runs twice concurrently on one task list.
   const maintenance = new Worker(MAINTENANCE_QUEUE, () => runMaintenanceSweep(deps), { ...common, concurrency: 1 });
@@ -56,7 +58,7 @@ export async function startWorkers(deps: Deps, options: WorkerOptions): Promise<
     { every: options.sweepIntervalMs },
     { name: 'sweep', opts: { removeOnComplete: true, removeOnFail: 50 } },
   );
-  const workers = [submit, poll, maintenance];
+  const workers = [submit, poll, notify, maintenance];
   for (const worker of workers) {
     worker.on('failed', (job, error) => {
       if (!(error instanceof RetryLater) && error?.name !== 'RateLimitError') deps.logger.warn({ taskId: job?.data?.taskId, queue: worker.name, err: error }, 'job failed');

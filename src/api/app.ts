@@ -1,4 +1,6 @@
 import express, { type Express } from 'express';
+import type { DeliveryRepository } from '../db/delivery-repository';
+import type { IdempotencyRepository } from '../db/idempotency-repository';
 import type { TaskRepository } from '../db/task-repository';
 import type { TenantRepository } from '../db/tenant-repository';
 import { AppError } from '../errors';
@@ -7,6 +9,7 @@ import type { Enqueuer } from '../queue/enqueue';
 import type { CallbackTokens } from '../webhooks/callback-token';
 import { authenticateApiKey } from './authenticate';
 import { problemErrorHandler, routeNotFound } from './error-middleware';
+import { klingCompatRoutes } from './kling-compat/kling-compat-routes';
 import { healthRoutes, type ReadinessCheck } from './routes/health-routes';
 import { klingWebhookRoutes } from './routes/kling-webhook-routes';
 import { taskRoutes } from './routes/task-routes';
@@ -14,7 +17,11 @@ import { taskRoutes } from './routes/task-routes';
 export interface AppDeps {
   tasks: TaskRepository;
   tenants: TenantRepository;
+  idempotency: IdempotencyRepository;
+  deliveries: DeliveryRepository;
   enqueuer: Enqueuer;
+  /** ALLOW_PRIVATE_CALLBACKS: accept client callback URLs on private or loopback addresses. */
+  allowPrivateCallbacks: boolean;
   callbackTokens: CallbackTokens;
   logger: Logger;
   readinessChecks: Record<string, ReadinessCheck>;
@@ -46,6 +53,7 @@ export function createApp(deps: AppDeps): Express {
     },
     taskRoutes(deps),
   );
+  app.use('/kling', klingCompatRoutes({ ...deps, bodyLimit: JSON_BODY_LIMIT }));
   app.use(routeNotFound);
   app.use(problemErrorHandler(deps.logger));
   return app;

@@ -7,7 +7,9 @@ import { createTenantRepository } from '../db/tenant-repository';
 const USAGE = `Usage:
   npm run cli -- keys create --tenant <name>   create an API key (prints it once, as JSON)
   npm run cli -- keys list [--tenant <name>]   list API keys (ids and prefixes, never the keys)
-  npm run cli -- keys revoke <key_id>          revoke an API key`;
+  npm run cli -- keys revoke <key_id>          revoke an API key
+  npm run cli -- keys rotate-secret --tenant <name>
+                                               new webhook signing secret for the tenant (prints it once)`;
 
 class UsageError extends Error {}
 
@@ -42,6 +44,12 @@ async function run(argv: string[]): Promise<unknown> {
         if (!keyId) throw new UsageError('keys revoke needs a key id (see keys list)');
         if (!(await tenants.revokeApiKey(keyId))) throw new Error(`No active API key ${keyId}`);
         return { revoked: keyId };
+      }
+      case 'rotate-secret': {
+        if (!values.tenant?.trim()) throw new UsageError('keys rotate-secret needs --tenant <name>');
+        const rotated = await tenants.rotateWebhookSecret(values.tenant.trim());
+        if (!rotated) throw new Error(`No tenant ${values.tenant.trim()}`);
+        return { tenant: rotated.tenant, webhook_secret: rotated.webhookSecret };
       }
       default:
         throw new UsageError(command ? `Unknown keys command "${command}"` : 'keys needs a command');

@@ -1,4 +1,5 @@
 import { AppError } from '../errors';
+import { newDeliveryId } from '../ids';
 import { Prisma, type Task as TaskRow } from '../generated/prisma/client';
 import type { TaskStatus } from '../tasks/task-status';
 import { statusesBefore } from '../tasks/task-status';
@@ -13,6 +14,7 @@ export interface TaskRecord {
   statusMessage: string | null;
   request: Record<string, unknown>;
   callbackUrl: string | null;
+  callbackFormat: CallbackFormat;
   upstreamTaskId: string | null;
   result: unknown;
   error: { code: string; message: string } | null;
@@ -24,6 +26,8 @@ export interface TaskRecord {
   completedAt: Date | null;
   lastUpstreamAt: Date | null;
 }
+
+export type CallbackFormat = 'standard' | 'kling';
 
 export interface NewTaskEvent {
   type: string;
@@ -40,6 +44,7 @@ function toRecord(row: TaskRow): TaskRecord {
     statusMessage: row.statusMessage,
     request: row.request as Record<string, unknown>,
     callbackUrl: row.callbackUrl,
+    callbackFormat: row.callbackFormat === 'kling' ? 'kling' : 'standard',
     upstreamTaskId: row.upstreamTaskId,
     result: row.result,
     error: row.errorCode ? { code: row.errorCode, message: row.errorMessage ?? '' } : null,
@@ -100,9 +105,21 @@ export interface ListTasksQuery {
   limit: number;
   /** Id of the last task of the previous page; ids sort by creation time. */
   afterId?: string;
+  /** Rows to skip first (page-number pagination, as Kling's list has). */
+  offset?: number;
 }
 
-export function createTaskRepository(db: Db) {
+export interface TaskRepositoryOptions {
+  /**
+   * The notification body for a task that has a callback_url; each status change stores one delivery
+   * with it in the same transaction (an outbox), so no change is ever committed without its notification.
+   */
+  notificationPayload?: (task: TaskRecord) => unknown;
+  /** Called after a status change committed (e.g. to queue its notification). Errors are the caller's to log. */
+  onStatusChange?: (task: TaskRecord) => Promise<void>;
+}
+
+export function createTaskRepository(db: Db, options: TaskRepositoryOptions = {}) {
   return {
     /** Stores the task and its `created` event in one transaction. */
     async insert(task: {
@@ -111,13 +128,18 @@ export function createTaskRepository(db: Db) {
       externalTaskId: string | null;
       request: Record<string, unknown>;
       callbackUrl: string | null;
+      callbackFormat?: CallbackFormat;
+      /** Stored with the task, in the same transaction: a second request with the key finds this task. */
+      idempotency?: { key: string; requestHash: string };
     }): Promise<TaskRecord> {
+      const { idempotency, ...fields } = task;
       try {
         const [row] = await db.$transaction([
-          db.task.create({ data: { ...task, request: task.request as Prisma.InputJsonValue } }),
+          db.task.create({ data: { ...fields, request: fields.request as Prisma.InputJsonValue } }),
           db.taskEvent.create({ data: eventData(task.id, { type: 'created', status: 'queued' }) }),
+          ...(idempotency ? [db.idempotencyKey.create({ data: { tenantId: task.tenantId, taskId: task.id, ...idempotency } })] : []),
         ]);
-        return toRecord(row);
+        return toRecord(row as TaskRow);
       } catch (error) {
         if (isUniqueViolation(error) && task.externalTaskId !== null) {
           const existing = await db.task.findUnique({
@@ -158,6 +180,7 @@ export function createTaskRepository(db: Db) {
           ...(query.afterId ? { id: { lt: query.afterId } } : {}),
         },
         orderBy: { id: 'desc' },
+        skip: query.offset,
         take: query.limit + 1,
       });
       return { tasks: rows.slice(0, query.limit).map(toRecord), hasMore: rows.length > query.limit };
@@ -169,16 +192,24 @@ export function createTaskRepository(db: Db) {
      * Returns the updated task, or null when the update was stale, duplicate or out of order.
      */
     async transition(id: string, next: TaskStatus, changes: TaskChanges, event: NewTaskEvent, where: Prisma.TaskWhereInput = {}): Promise<TaskRecord | null> {
-      return db.$transaction(async (tx) => {
+      const task = await db.$transaction(async (tx) => {
         const updated = await tx.task.updateMany({
           where: { ...where, id, status: { in: statusesBefore(next) } },
           data: { ...changesToData(changes), status: next, updatedAt: new Date() },
         });
         if (updated.count === 0) return null;
         await tx.taskEvent.create({ data: eventData(id, { ...event, status: next }) });
-        const row = await tx.task.findUniqueOrThrow({ where: { id } });
-        return toRecord(row);
+        const record = toRecord(await tx.task.findUniqueOrThrow({ where: { id } }));
+        if (record.callbackUrl && options.notificationPayload) {
+          await tx.webhookDelivery.create({
+            data: { id: newDeliveryId(), taskId: id, url: record.callbackUrl, payload: options.notificationPayload(record) as Prisma.InputJsonValue },
+          });
+        }
+        return record;
       });
+      // The change is committed whatever the hook does; the hook reports its own failures.
+      if (task && options.onStatusChange) await options.onStatusChange(task).catch(() => undefined);
+      return task;
     },
 
     /** Changes fields without touching the status (e.g. remember the upstream id learned late). */

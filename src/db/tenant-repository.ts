@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { newApiKeyId, newTenantId, randomToken } from '../ids';
 import type { Db } from './prisma';
 
@@ -13,7 +13,8 @@ const API_KEY_PREFIX = 'ket_';
 /** Keys are stored only as SHA-256: high-entropy random keys need no slow hash, and lookup stays an index hit. */
 export const hashApiKey = (apiKey: string): string => createHash('sha256').update(apiKey).digest('hex');
 
-const newWebhookSecret = (): string => `whsec_${randomToken(32).replace(/[-_]/g, 'A')}`;
+/** Standard Webhooks secrets are `whsec_` + standard base64 of 32 random bytes. */
+export const newWebhookSecret = (): string => `whsec_${randomBytes(32).toString('base64')}`;
 
 export function createTenantRepository(db: Db) {
   return {
@@ -51,6 +52,19 @@ export function createTenantRepository(db: Db) {
         created_at: key.createdAt.toISOString(),
         revoked_at: key.revokedAt?.toISOString() ?? null,
       }));
+    },
+
+    /** A new webhook secret for the tenant; deliveries from now on are signed with it. */
+    async rotateWebhookSecret(tenantName: string): Promise<{ tenant: string; webhookSecret: string } | null> {
+      const rotated = await db.tenant.updateMany({ where: { name: tenantName }, data: { webhookSecret: newWebhookSecret() } });
+      if (rotated.count === 0) return null;
+      const tenant = await db.tenant.findUniqueOrThrow({ where: { name: tenantName } });
+      return { tenant: tenant.name, webhookSecret: tenant.webhookSecret };
+    },
+
+    async webhookSecretOf(tenantId: string): Promise<string | null> {
+      const tenant = await db.tenant.findUnique({ where: { id: tenantId }, select: { webhookSecret: true } });
+      return tenant?.webhookSecret ?? null;
     },
 
     /** Returns false when no such active key exists. */

@@ -1,5 +1,5 @@
 import type { TaskQueues } from './queues';
-import { UPSTREAM_BACKOFF } from './queues';
+import { notifyJobId, UPSTREAM_BACKOFF } from './queues';
 
 /** Long enough for a healthy Redis, short enough that an outage does not hold the client's request. */
 const ENQUEUE_TIMEOUT_MS = 2_000;
@@ -45,6 +45,30 @@ export function createEnqueuer(queues: TaskQueues, options: EnqueuerOptions) {
         ),
         ENQUEUE_TIMEOUT_MS,
         'Queueing the submit job',
+      );
+    },
+
+    /**
+     * Asks a worker to deliver the task's pending notifications. One job per task keeps them in order;
+     * while one exists, adding another is a no-op (the running one picks up new deliveries too).
+     */
+    async enqueueNotify(taskId: string): Promise<void> {
+      requireConnection();
+      await withTimeout(
+        queues.notify.add(
+          'notify',
+          { taskId },
+          {
+            jobId: notifyJobId(taskId),
+            // The processor counts attempts per delivery and gives up by its own schedule.
+            attempts: 1_000,
+            backoff: { type: UPSTREAM_BACKOFF },
+            removeOnComplete: true,
+            removeOnFail: { age: 7 * 24 * 3600 },
+          },
+        ),
+        ENQUEUE_TIMEOUT_MS,
+        'Queueing a notification',
       );
     },
 

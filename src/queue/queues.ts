@@ -5,10 +5,14 @@ import { z } from 'zod';
 export const SUBMIT_QUEUE = 'submit-task';
 export const POLL_QUEUE = 'poll-task';
 export const MAINTENANCE_QUEUE = 'maintenance';
+export const NOTIFY_QUEUE = 'notify-client';
 
 /** Jobs carry only the task id: Postgres is the source of truth, and a job re-reads the row. */
 export const taskJobSchema = z.object({ taskId: z.string().min(1) });
 export type TaskJob = z.infer<typeof taskJobSchema>;
+
+/** One notify job per task at a time (see enqueueNotify). */
+export const notifyJobId = (taskId: string): string => `notify_${taskId}`;
 
 /** BullMQ needs `maxRetriesPerRequest: null` on every connection it uses. */
 export function createRedisConnection(redisUrl: string): Redis {
@@ -22,6 +26,7 @@ export interface TaskQueues {
   submit: Queue<TaskJob>;
   poll: Queue<TaskJob>;
   maintenance: Queue;
+  notify: Queue<TaskJob>;
   close(): Promise<void>;
 }
 
@@ -36,12 +41,14 @@ export function createTaskQueues(connection: Redis, queuePrefix: string): TaskQu
   const submit = new Queue<TaskJob>(SUBMIT_QUEUE, { connection, prefix });
   const poll = new Queue<TaskJob>(POLL_QUEUE, { connection, prefix });
   const maintenance = new Queue(MAINTENANCE_QUEUE, { connection, prefix });
+  const notify = new Queue<TaskJob>(NOTIFY_QUEUE, { connection, prefix });
   return {
     submit,
     poll,
     maintenance,
+    notify,
     async close() {
-      await Promise.all([submit.close(), poll.close(), maintenance.close()]);
+      await Promise.all([submit.close(), poll.close(), maintenance.close(), notify.close()]);
     },
   };
 }

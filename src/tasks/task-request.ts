@@ -99,61 +99,73 @@ const elementVideoList = z.strictObject(
   { error: 'must be an object { "refer_videos" }' },
 );
 
-export const createTaskRequestSchema = z
-  .strictObject({
-    element_name: boundedText(MAX_ELEMENT_NAME_CHARS),
-    element_description: boundedText(MAX_ELEMENT_DESCRIPTION_CHARS),
-    reference_type: z.enum(['image_refer', 'video_refer'], { error: 'must be "image_refer" or "video_refer"' }),
-    element_image_list: elementImageList.optional(),
-    element_video_list: elementVideoList.optional(),
-    element_voice_id: optionalText(z.string({ error: 'must be a string' }).max(128, 'must not exceed 128 characters')),
-    tag_list: z
-      .array(
-        z.strictObject({
-          tag_id: z.enum(ELEMENT_TAG_IDS, { error: `must be one of ${ELEMENT_TAG_IDS.join(', ')}` }),
-        }),
-        { error: 'must be an array of { "tag_id": … }' },
-      )
-      .optional(),
-    callback_url: optionalText(httpUrl),
-    external_task_id: optionalText(
-      z
-        .string({ error: 'must be a string' })
-        .refine((value) => value.trim().length > 0, 'must not be blank')
-        .refine((value) => value.length <= MAX_EXTERNAL_TASK_ID_CHARS, `must not exceed ${MAX_EXTERNAL_TASK_ID_CHARS} characters`)
-        // eslint-disable-next-line no-control-regex
-        .refine((value) => !/[\u0000-\u001f\u007f]/.test(value), 'must not contain control characters'),
-    ),
-  })
-  .superRefine((body, ctx) => {
-    if (body.reference_type === 'image_refer') {
-      if (!body.element_image_list) {
-        ctx.addIssue({ code: 'custom', path: ['element_image_list'], message: 'is required when reference_type is "image_refer"' });
-      }
-      if (body.element_video_list) {
-        ctx.addIssue({ code: 'custom', path: ['element_video_list'], message: 'is invalid when reference_type is "image_refer"' });
-      }
-      if (body.element_voice_id !== undefined) {
-        ctx.addIssue({ code: 'custom', path: ['element_voice_id'], message: 'is only supported when reference_type is "video_refer"' });
-      }
-    }
-    if (body.reference_type === 'video_refer' && !body.element_video_list) {
-      ctx.addIssue({ code: 'custom', path: ['element_video_list'], message: 'is required when reference_type is "video_refer"' });
-    }
-    const images = body.element_image_list;
-    if (images) {
-      const frontal = stripDataUrlPrefix(images.frontal_image);
-      images.refer_images.forEach((refer, index) => {
-        if (stripDataUrlPrefix(refer.image_url) === frontal) {
-          ctx.addIssue({
-            code: 'custom',
-            path: ['element_image_list', 'refer_images', index, 'image_url'],
-            message: 'must differ from frontal_image',
-          });
+export interface CreateTaskRequestSchemaOptions {
+  /**
+   * Accept a refer image identical to the frontal image. The seed says they "should differ", and /v1
+   * enforces it; Kling's own documented example does not, so its compatible surface must accept it.
+   */
+  allowReferSameAsFrontal?: boolean;
+}
+
+/** The request schema; `/v1` uses the strict default (`createTaskRequestSchema`). */
+export const buildCreateTaskRequestSchema = ({ allowReferSameAsFrontal = false }: CreateTaskRequestSchemaOptions = {}) =>
+  z
+    .strictObject({
+      element_name: boundedText(MAX_ELEMENT_NAME_CHARS),
+      element_description: boundedText(MAX_ELEMENT_DESCRIPTION_CHARS),
+      reference_type: z.enum(['image_refer', 'video_refer'], { error: 'must be "image_refer" or "video_refer"' }),
+      element_image_list: elementImageList.optional(),
+      element_video_list: elementVideoList.optional(),
+      element_voice_id: optionalText(z.string({ error: 'must be a string' }).max(128, 'must not exceed 128 characters')),
+      tag_list: z
+        .array(
+          z.strictObject({
+            tag_id: z.enum(ELEMENT_TAG_IDS, { error: `must be one of ${ELEMENT_TAG_IDS.join(', ')}` }),
+          }),
+          { error: 'must be an array of { "tag_id": … }' },
+        )
+        .optional(),
+      callback_url: optionalText(httpUrl),
+      external_task_id: optionalText(
+        z
+          .string({ error: 'must be a string' })
+          .refine((value) => value.trim().length > 0, 'must not be blank')
+          .refine((value) => value.length <= MAX_EXTERNAL_TASK_ID_CHARS, `must not exceed ${MAX_EXTERNAL_TASK_ID_CHARS} characters`)
+          // eslint-disable-next-line no-control-regex
+          .refine((value) => !/[\u0000-\u001f\u007f]/.test(value), 'must not contain control characters'),
+      ),
+    })
+    .superRefine((body, ctx) => {
+      if (body.reference_type === 'image_refer') {
+        if (!body.element_image_list) {
+          ctx.addIssue({ code: 'custom', path: ['element_image_list'], message: 'is required when reference_type is "image_refer"' });
         }
-      });
-    }
-  });
+        if (body.element_video_list) {
+          ctx.addIssue({ code: 'custom', path: ['element_video_list'], message: 'is invalid when reference_type is "image_refer"' });
+        }
+        if (body.element_voice_id !== undefined) {
+          ctx.addIssue({ code: 'custom', path: ['element_voice_id'], message: 'is only supported when reference_type is "video_refer"' });
+        }
+      }
+      if (body.reference_type === 'video_refer' && !body.element_video_list) {
+        ctx.addIssue({ code: 'custom', path: ['element_video_list'], message: 'is required when reference_type is "video_refer"' });
+      }
+      const images = body.element_image_list;
+      if (images && !allowReferSameAsFrontal) {
+        const frontal = stripDataUrlPrefix(images.frontal_image);
+        images.refer_images.forEach((refer, index) => {
+          if (stripDataUrlPrefix(refer.image_url) === frontal) {
+            ctx.addIssue({
+              code: 'custom',
+              path: ['element_image_list', 'refer_images', index, 'image_url'],
+              message: 'must differ from frontal_image',
+            });
+          }
+        });
+      }
+    });
+
+export const createTaskRequestSchema = buildCreateTaskRequestSchema();
 
 export type CreateTaskRequest = z.infer<typeof createTaskRequestSchema>;
 

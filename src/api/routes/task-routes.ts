@@ -3,6 +3,7 @@ import { z } from 'zod';
 import type { TaskRepository } from '../../db/task-repository';
 import { taskNotFound } from '../../errors';
 import { cancelTask } from '../../tasks/cancel-task';
+import { redeliverLatestNotification, type RedeliverDeps } from '../../tasks/redeliver-notification';
 import { createTask, type CreateTaskDeps } from '../../tasks/create-task';
 import { createTaskRequestSchema } from '../../tasks/task-request';
 import { TASK_STATUSES } from '../../tasks/task-status';
@@ -16,6 +17,14 @@ export const MAX_PAGE_SIZE = 100;
 /** Cursors are opaque to clients; inside, the id of the last task on the previous page. */
 const encodeCursor = (taskId: string): string => Buffer.from(taskId).toString('base64url');
 const decodeCursor = (cursor: string): string => Buffer.from(cursor, 'base64url').toString('utf8');
+
+/** Optional; printable ASCII as in the IETF Idempotency-Key draft, so it can be logged and compared safely. */
+const idempotencyKeySchema = z
+  .string()
+  .min(1, 'must not be empty')
+  .max(255, 'must not exceed 255 characters')
+  .regex(/^[\x21-\x7e]+$/, 'must be printable ASCII without spaces')
+  .optional();
 
 export const listTasksQuerySchema = z.strictObject({
   status: z.enum(TASK_STATUSES, { error: `must be one of ${TASK_STATUSES.join(', ')}` }).optional(),
@@ -32,12 +41,14 @@ export const listTasksQuerySchema = z.strictObject({
     .optional(),
 });
 
-export function taskRoutes(deps: CreateTaskDeps & { tasks: TaskRepository }): Router {
+export function taskRoutes(deps: CreateTaskDeps & RedeliverDeps & { tasks: TaskRepository }): Router {
   const router = express.Router();
 
   router.post('/', async (req, res) => {
+    const idempotencyKey = parseOrThrow(idempotencyKeySchema, req.get('idempotency-key'), 'Idempotency-Key header');
     const request = parseOrThrow(createTaskRequestSchema, req.body, 'task');
-    const task = await createTask(deps, currentTenant(res).tenantId, request);
+    const { task, replayed } = await createTask(deps, currentTenant(res).tenantId, request, { idempotencyKey });
+    if (replayed) res.set('Idempotent-Replayed', 'true');
     res.status(202).location(`/v1/tasks/${task.id}`).json(toTaskView(task));
   });
 
@@ -72,6 +83,13 @@ export function taskRoutes(deps: CreateTaskDeps & { tasks: TaskRepository }): Ro
     res.json({
       data: events.map((event) => ({ at: event.at.toISOString(), type: event.type, status: event.status, detail: event.detail })),
     });
+  });
+
+  router.post('/:task_id/redeliver', async (req, res) => {
+    const task = await deps.tasks.findForTenant(currentTenant(res).tenantId, req.params.task_id);
+    if (!task) throw taskNotFound(req.params.task_id);
+    const delivery = await redeliverLatestNotification(deps, task);
+    res.status(202).json({ delivery_id: delivery.id, task_id: task.id, url: delivery.url });
   });
 
   router.post('/:task_id/cancel', async (req, res) => {
