@@ -34,6 +34,8 @@ describe('signed notifications to the client', () => {
       const taskId = created.body.task_id as string;
       await service.waitForTask(taskId, (t) => t.status === 'succeed');
       await waitFor(() => receiver.accepted().some((r) => r.body.status === 'succeed'), 'the succeed notification');
+      // The receiver has answered; wait for the service to record that answer too.
+      await waitFor(async () => (await service.runtime.db.webhookDelivery.count({ where: { taskId, state: 'pending' } })) === 0, 'deliveries recorded');
 
       expect(receiver.received.every((r) => r.verified)).toBe(true);
       expect(receiver.accepted().map((r) => r.body.status)).toEqual(['submitted', 'processing', 'succeed']);
@@ -86,6 +88,28 @@ describe('signed notifications to the client', () => {
       expect(again.body.status).toBe('succeed');
       expect(again.headers['webhook-id']).toBe(redeliver.body.delivery_id);
       expect(receiver.accepted().slice(0, -1).map((r) => r.headers['webhook-id'])).not.toContain(redeliver.body.delivery_id);
+    } finally {
+      await receiver.stop();
+    }
+  });
+
+  test('when a task was created on the Kling-compatible surface, then its callback_url gets Kling-shaped, unsigned notifications', async () => {
+    const receiver = await new WebhookReceiver(undefined).start();
+    try {
+      const created = await service.http
+        .post('/kling/v1/general/advanced-custom-elements')
+        .set('authorization', tenant.auth)
+        .send(validImageTask({ callback_url: receiver.url }));
+      expect(created.body.code).toBe(0);
+      const taskId = created.body.data.task_id as string;
+
+      await waitFor(() => receiver.accepted().some((r) => r.body.task_status === 'succeed'), 'the succeed notification');
+
+      const last = receiver.accepted().at(-1)!;
+      expect(last.body).toMatchObject({ task_id: taskId, task_status: 'succeed', task_result: { elements: [{ element_id: '987654321987654321' }] } });
+      expect(typeof last.body.updated_at).toBe('number');
+      expect(last.headers['webhook-signature']).toBeUndefined();
+      expect(last.headers['webhook-id']).toMatch(/^msg_/);
     } finally {
       await receiver.stop();
     }
