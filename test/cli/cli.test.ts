@@ -89,6 +89,25 @@ describe('CLI: keys', () => {
     await expect(tenants.authenticate(second.api_key)).resolves.toMatchObject({ tenantName: 'two-keys' });
   });
 
+  test('when a tenant webhook secret is rotated, then the CLI prints a new whsec_ secret, stored for signing, and API keys keep working', async () => {
+    const created = JSON.parse((await runCli(database.url, 'keys', 'create', '--tenant', 'rotating')).stdout);
+
+    const result = await runCli(database.url, 'keys', 'rotate-secret', '--tenant', 'rotating');
+
+    expect(result.code).toBe(0);
+    const rotated = JSON.parse(result.stdout);
+    expect(rotated).toEqual({ tenant: 'rotating', webhook_secret: expect.stringMatching(/^whsec_[A-Za-z0-9+/]{43}=$/) });
+    expect(rotated.webhook_secret).not.toBe(created.webhook_secret);
+    expect((await db.tenant.findUniqueOrThrow({ where: { name: 'rotating' } })).webhookSecret).toBe(rotated.webhook_secret);
+    await expect(tenants.authenticate(created.api_key)).resolves.toMatchObject({ tenantName: 'rotating' });
+  });
+
+  test('when rotating the secret of an unknown tenant, then the CLI fails naming it', async () => {
+    const result = await runCli(database.url, 'keys', 'rotate-secret', '--tenant', 'nobody-here');
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain('nobody-here');
+  });
+
   test('when keys are listed, then each shows its id and prefix but never the key', async () => {
     const created = JSON.parse((await runCli(database.url, 'keys', 'create', '--tenant', 'listed')).stdout);
     const other = JSON.parse((await runCli(database.url, 'keys', 'create', '--tenant', 'not-listed')).stdout);
