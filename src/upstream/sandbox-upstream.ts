@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import express, { type Router } from 'express';
 import type { Logger } from '../logger';
+import { summarizeImage } from '../tasks/task-view';
 import { ELEMENTS_PATH } from './kling-client';
 
 /**
@@ -19,6 +20,15 @@ interface SandboxTask {
   updated_at: number;
   callbackUrl: string | null;
   request: Record<string, unknown>;
+}
+
+function summarizeImages(list: unknown): unknown {
+  const images = list as { frontal_image: string; refer_images: { image_url: string }[] } | undefined;
+  if (!images?.frontal_image) return {};
+  return {
+    frontal_image: summarizeImage(images.frontal_image),
+    refer_images: (images.refer_images ?? []).map((image) => ({ image_url: summarizeImage(image.image_url) })),
+  };
 }
 
 const envelope = (data: unknown, code = 0, message = 'SUCCEED') => ({ code, message, request_id: randomUUID(), data });
@@ -41,7 +51,8 @@ export function createSandboxUpstream(options: { stepDelayMs: number; logger: Lo
             element_name: task.request.element_name,
             element_description: task.request.element_description,
             reference_type: task.request.reference_type,
-            element_image_list: task.request.element_image_list ?? {},
+            // Kling answers with the URLs of the images it stored; the simulator keeps base64 out of results.
+            element_image_list: summarizeImages(task.request.element_image_list),
             element_video_list: task.request.element_video_list ?? {},
             tag_list: task.request.tag_list ?? [],
             owned_by: 'sandbox',

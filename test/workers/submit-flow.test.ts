@@ -71,4 +71,23 @@ describe('submit → worker → Kling → callback → query', () => {
       'callback:succeed',
     ]);
   });
+
+  test('when images are sent as base64, then Kling gets them in full but the task shows only their size and digest', async () => {
+    const png = (label: string) => Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), Buffer.from(label.repeat(500))]).toString('base64');
+    const frontal = png('frontal');
+    const created = await service.http
+      .post('/v1/tasks')
+      .set('authorization', auth)
+      .send(validImageTask({ element_image_list: { frontal_image: `data:image/png;base64,${frontal}`, refer_images: [{ image_url: 'https://media.example.com/side.png' }] } }));
+    await service.waitForTask(created.body.task_id, (task) => task.status === 'succeed');
+
+    const sent = service.fake!.creates().find((r) => r.body.external_task_id === created.body.task_id)!;
+    expect(sent.body.element_image_list.frontal_image).toBe(frontal);
+    const view = await service.http.get(`/v1/tasks/${created.body.task_id}`).set('authorization', auth);
+    expect(view.body.request.element_image_list).toEqual({
+      frontal_image: expect.stringMatching(/^base64 image \(3508 bytes, sha256 [0-9a-f]{16}\)$/),
+      refer_images: [{ image_url: 'https://media.example.com/side.png' }],
+    });
+    expect(JSON.stringify(view.body)).not.toContain(frontal.slice(0, 40));
+  });
 });
