@@ -71,6 +71,8 @@ const envSchema = z
     /** How often BullMQ looks for jobs of crashed workers, and how long a job's lock lasts without renewal. */
     WORKER_STALLED_INTERVAL_MS: positiveInt.default(30_000),
     WORKER_LOCK_DURATION_MS: positiveInt.default(30_000),
+    /** A worker-only process (`start:worker`) serves GET /metrics on this port when set; the API serves its own. */
+    WORKER_METRICS_PORT: z.coerce.number().int().min(1).max(65535).optional(),
     /** Delay between the simulated upstream's status changes in sandbox mode. */
     SANDBOX_STEP_DELAY_MS: z.coerce.number().int().min(0).default(1_500),
   })
@@ -119,7 +121,7 @@ export interface Config {
   sandboxStepDelayMs: number;
   sweepIntervalMs: number;
   requeueAfterMs: number;
-  worker: { stalledIntervalMs: number; lockDurationMs: number };
+  worker: { stalledIntervalMs: number; lockDurationMs: number; metricsPort: number | undefined };
 }
 
 export class ConfigError extends Error {
@@ -177,7 +179,7 @@ export function parseConfig(source: NodeJS.ProcessEnv = process.env): Config {
     sandboxStepDelayMs: e.SANDBOX_STEP_DELAY_MS,
     sweepIntervalMs: e.SWEEP_INTERVAL_MS,
     requeueAfterMs: e.REQUEUE_AFTER_MS,
-    worker: { stalledIntervalMs: e.WORKER_STALLED_INTERVAL_MS, lockDurationMs: e.WORKER_LOCK_DURATION_MS },
+    worker: { stalledIntervalMs: e.WORKER_STALLED_INTERVAL_MS, lockDurationMs: e.WORKER_LOCK_DURATION_MS, metricsPort: e.WORKER_METRICS_PORT },
   };
 }
 

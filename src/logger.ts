@@ -1,4 +1,4 @@
-import pino, { type Logger } from 'pino';
+import pino, { type DestinationStream, type Logger } from 'pino';
 
 export type { Logger };
 
@@ -9,15 +9,47 @@ export type { Logger };
 const REDACTED_PATHS = [
   'req.headers.authorization',
   'req.headers.cookie',
+  'req.headers["x-api-key"]',
+  'req.headers["webhook-signature"]',
+  'req.query.token',
+  'res.headers["set-cookie"]',
   'headers.authorization',
   'authorization',
   'apiKey',
   'api_key',
+  '*.api_key',
   'token',
+  '*.token',
   'secret',
+  'webhookSecret',
+  'webhook_secret',
+  '*.webhook_secret',
+  'adminToken',
   '*.element_image_list',
   'request.element_image_list',
 ];
+
+/** Query parameters that carry credentials: Kling's callback token, the admin login link. */
+const SECRET_QUERY_PARAM = /([?&](?:token|api_key|apikey|access_token|secret)=)[^&#]*/gi;
+
+/** A URL as it may be logged: credentials in its query string are replaced. */
+export const redactUrl = (url: string): string => url.replace(SECRET_QUERY_PARAM, '$1[redacted]');
+
+/** Long runs of base64 (images sent inline) are replaced by their length wherever they appear. */
+const BASE64_BLOB = /^(data:[\w/+.-]+;base64,)?[A-Za-z0-9+/\r\n]+={0,2}$/;
+const MIN_BLOB_CHARS = 256;
+const MAX_SCAN_DEPTH = 6;
+
+function redactBlobs(value: unknown, depth: number): unknown {
+  if (typeof value === 'string') {
+    return value.length >= MIN_BLOB_CHARS && BASE64_BLOB.test(value) ? `[base64 redacted: ${value.length} chars]` : value;
+  }
+  if (depth >= MAX_SCAN_DEPTH || value === null || typeof value !== 'object') return value;
+  if (Array.isArray(value)) return value.map((item) => redactBlobs(item, depth + 1));
+  // Only plain objects: errors, buffers, requests are left to their serializers.
+  if (Object.getPrototypeOf(value) !== Object.prototype) return value;
+  return Object.fromEntries(Object.entries(value).map(([key, item]) => [key, redactBlobs(item, depth + 1)]));
+}
 
 /** pino-pretty is a development dependency: absent in production images, so never required there. */
 function prettyAvailable(): boolean {
@@ -29,11 +61,25 @@ function prettyAvailable(): boolean {
   }
 }
 
-export function createLogger(options: { level: string; pretty?: boolean; name?: string }): Logger {
-  return pino({
-    name: options.name ?? 'kling-element-tracker',
-    level: options.level,
-    redact: { paths: REDACTED_PATHS, censor: '[redacted]' },
-    ...(options.pretty && prettyAvailable() ? { transport: { target: 'pino-pretty', options: { translateTime: 'SYS:HH:MM:ss.l' } } } : {}),
-  });
+export interface LoggerOptions {
+  level: string;
+  /** Human-readable output (development only; needs the pino-pretty dev dependency). */
+  pretty?: boolean;
+  name?: string;
+  /** Where the JSON lines go (default stdout); tests pass a stream to read them. */
+  destination?: DestinationStream;
+}
+
+export function createLogger(options: LoggerOptions): Logger {
+  const pretty = options.pretty && !options.destination && prettyAvailable();
+  return pino(
+    {
+      name: options.name ?? 'kling-element-tracker',
+      level: options.level,
+      redact: { paths: REDACTED_PATHS, censor: '[redacted]' },
+      formatters: { log: (object) => redactBlobs(object, 0) as Record<string, unknown> },
+      ...(pretty ? { transport: { target: 'pino-pretty', options: { translateTime: 'SYS:HH:MM:ss.l' } } } : {}),
+    },
+    options.destination,
+  );
 }

@@ -1,4 +1,5 @@
 import type { Server } from 'node:http';
+import type { Express } from 'express';
 import type { Redis } from 'ioredis';
 import { createApp } from './api/app';
 import { SANDBOX_PATH, type Config } from './config';
@@ -9,6 +10,7 @@ import { createIdempotencyRepository, type IdempotencyRepository } from './db/id
 import { createTaskRepository, type TaskRepository } from './db/task-repository';
 import { createTenantRepository, type TenantRepository } from './db/tenant-repository';
 import type { Logger } from './logger';
+import { createMetrics, type Metrics } from './metrics/metrics';
 import { createEnqueuer, type Enqueuer } from './queue/enqueue';
 import { createRedisConnection, createTaskQueues, type TaskQueues } from './queue/queues';
 import { createKlingClient } from './upstream/kling-client';
@@ -34,6 +36,8 @@ export interface Runtime {
   idempotency: IdempotencyRepository;
   enqueuer: Enqueuer;
   callbackTokens: CallbackTokens;
+  /** This process's Prometheus registry and the hooks that feed it (src/metrics). */
+  metrics: Metrics;
   close(): Promise<void>;
 }
 
@@ -47,10 +51,16 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
   for (const queue of [queues.submit, queues.poll, queues.maintenance, queues.notify]) queue.on('error', (error) => logger.debug({ err: error, queue: queue.name }, 'queue connection error'));
   const signingSecret = await resolveSigningSecret(config.webhookSigningSecret, createSettingsRepository(db));
   const enqueuer = createEnqueuer(queues, { maxAttempts: config.kling.maxAttempts, isConnected: () => redis.status === 'ready' });
+  const metrics = createMetrics({
+    queues: [queues.submit, queues.poll, queues.notify, queues.maintenance],
+    isRedisReady: () => redis.status === 'ready',
+  });
   const tasks = createTaskRepository(db, {
     notificationPayload: toNotificationPayload,
+    onCreated: (task) => metrics.taskCreated(task),
     // A notification that cannot be queued now waits in Postgres for the maintenance sweep.
     onStatusChange: async (task) => {
+      metrics.taskStatusChanged(task);
       if (!task.callbackUrl) return;
       await enqueuer.enqueueNotify(task.id).catch((error) => logger.warn({ taskId: task.id, err: error }, 'notification stored but not queued'));
     },
@@ -67,6 +77,7 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
     idempotency: createIdempotencyRepository(db),
     enqueuer,
     callbackTokens: createCallbackTokens(signingSecret),
+    metrics,
     async close() {
       await queues.close().catch(() => undefined);
       // quit() queues behind commands waiting for an unreachable Redis and never returns; nothing to flush then.
@@ -80,12 +91,13 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
 export const isSandbox = (config: Config): boolean => config.kling.auth.kind === 'sandbox';
 
 /** Starts the HTTP API; resolves once it listens. The default PUBLIC_BASE_URL is the address it got. */
-export async function startApi(runtime: Runtime): Promise<{ server: Server; baseUrl: string }> {
+export async function startApi(runtime: Runtime): Promise<{ server: Server; baseUrl: string; app: Express }> {
   const { config, logger } = runtime;
   const app = createApp({
     ...runtime,
     klingWebhookSecret: config.kling.webhookSecret,
     allowPrivateCallbacks: config.allowPrivateCallbacks,
+    adminToken: config.adminToken,
     readinessChecks: {
       postgres: async () => {
         await runtime.db.$queryRaw`SELECT 1`;
@@ -103,7 +115,7 @@ export async function startApi(runtime: Runtime): Promise<{ server: Server; base
   });
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
-  return { server, baseUrl: `http://127.0.0.1:${port}` };
+  return { server, baseUrl: `http://127.0.0.1:${port}`, app };
 }
 
 /** Starts the workers. `publicBaseUrl` is where Kling (or the sandbox) reaches our webhook route. */
@@ -114,6 +126,7 @@ export function startWorkerProcessors(runtime: Runtime, publicBaseUrl: string): 
     auth: config.kling.auth,
     timeoutMs: config.kling.requestTimeoutMs,
     maxInFlight: config.kling.concurrency,
+    onRequest: ({ operation, code, durationSeconds }) => runtime.metrics.upstreamRequest(operation, code, durationSeconds),
   });
   return startWorkers(
     {

@@ -3,6 +3,7 @@ import type { DeliveryRepository } from '../src/db/delivery-repository';
 import type { TaskRepository } from '../src/db/task-repository';
 import type { TenantRepository } from '../src/db/tenant-repository';
 import type { Logger } from '../src/logger';
+import type { Metrics } from '../src/metrics/metrics';
 import { taskJobSchema } from '../src/queue/queues';
 import { sendWebhook } from '../src/webhooks/send-webhook';
 import { RetryLater } from './retry-backoff';
@@ -12,6 +13,7 @@ export interface NotifyClientDeps {
   deliveries: DeliveryRepository;
   tenants: TenantRepository;
   logger: Logger;
+  metrics?: Pick<Metrics, 'webhookDelivery'>;
   webhook: {
     timeoutMs: number;
     allowPrivate: boolean;
@@ -37,6 +39,7 @@ export async function notifyClient(deps: NotifyClientDeps, job: Job): Promise<vo
     const attempt = delivery.attempts + 1;
     const final = !outcome.ok && attempt > schedule.length;
     await deps.deliveries.recordAttempt(delivery.id, outcome, final);
+    deps.metrics?.webhookDelivery(outcome.ok ? 'delivered' : final ? 'failed' : 'retrying');
     const retryInMs = outcome.ok || final ? null : schedule[attempt - 1]!;
     await deps.tasks.addEvent(taskId, {
       type: 'notification',

@@ -6,6 +6,7 @@ import { taskJobSchema } from '../src/queue/queues';
 import { applyUpstreamUpdate } from '../src/tasks/apply-upstream-update';
 import { isTerminal } from '../src/tasks/task-status';
 import type { KlingClient } from '../src/upstream/kling-client';
+import type { PollOutcome } from '../src/metrics/metrics';
 
 export interface PollTaskDeps {
   tasks: TaskRepository;
@@ -14,18 +15,22 @@ export interface PollTaskDeps {
   logger: Logger;
 }
 
-/** Reads one task from Kling and applies the answer exactly as a callback would be applied. */
-export async function pollTask(deps: PollTaskDeps, job: Job): Promise<void> {
+/**
+ * Reads one task from Kling and applies the answer exactly as a callback would be applied. Returns what
+ * came of it (for metrics); failures throw and are retried.
+ */
+export async function pollTask(deps: PollTaskDeps, job: Job): Promise<Exclude<PollOutcome, 'error'>> {
   const { taskId } = taskJobSchema.parse(job.data);
   const task = await deps.tasks.findById(taskId);
-  if (!task || isTerminal(task.status) || task.status === 'queued') return;
+  if (!task || isTerminal(task.status) || task.status === 'queued') return 'skipped';
   // Kling accepts its own id or our external_task_id (= our task id), so even a task whose upstream id
   // was never stored can be read.
   const snapshot = await deps.kling.getElementTask(task.upstreamTaskId ?? task.id);
   if (!snapshot) {
     await deps.tasks.addEvent(taskId, { type: 'poll', status: task.status, detail: { applied: false, reason: 'Kling does not know the task' } });
-    return;
+    return 'not_found';
   }
   const { outcome } = await applyUpstreamUpdate(deps, task, snapshot, 'poll');
   deps.logger.info({ taskId, upstreamStatus: snapshot.task_status, outcome }, 'polled Kling');
+  return outcome === 'applied' ? 'applied' : 'ignored';
 }

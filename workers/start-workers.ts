@@ -1,5 +1,6 @@
 import { Worker, type Job, type Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
+import type { Metrics } from '../src/metrics/metrics';
 import { bullPrefix, MAINTENANCE_QUEUE, NOTIFY_QUEUE, POLL_QUEUE, SUBMIT_QUEUE, UPSTREAM_BACKOFF } from '../src/queue/queues';
 import { runMaintenanceSweep, type MaintenanceSweepDeps } from './maintenance-sweep';
 import { notifyClient, type NotifyClientDeps } from './notify-client';
@@ -29,7 +30,7 @@ export interface RunningWorkers {
 
 const SWEEP_SCHEDULER_ID = 'maintenance-sweep';
 
-type Deps = Omit<SubmitTaskDeps, 'pauseSubmissions'> & PollTaskDeps & MaintenanceSweepDeps & NotifyClientDeps;
+type Deps = Omit<SubmitTaskDeps, 'pauseSubmissions'> & PollTaskDeps & MaintenanceSweepDeps & NotifyClientDeps & { metrics?: Metrics };
 
 export async function startWorkers(deps: Deps, options: WorkerOptions): Promise<RunningWorkers> {
   const common = {
@@ -48,16 +49,33 @@ export async function startWorkers(deps: Deps, options: WorkerOptions): Promise<
     limiter: { max: options.rateLimit.max, duration: options.rateLimit.durationMs },
     settings: { backoffStrategy },
   });
-  const poll = new Worker(POLL_QUEUE, (job: Job) => pollTask(deps, job), { ...common, settings: { backoffStrategy } });
+  const poll = new Worker(
+    POLL_QUEUE,
+    async (job: Job) => {
+      const outcome = await pollTask(deps, job).catch((error: unknown) => {
+        deps.metrics?.polled('error');
+        throw error;
+      });
+      deps.metrics?.polled(outcome);
+    },
+    { ...common, settings: { backoffStrategy } },
+  );
   const notify = new Worker(NOTIFY_QUEUE, (job: Job) => notifyClient(deps, job), { ...common, settings: { backoffStrategy } });
   // The scheduler emits one sweep job per interval whatever the number of worker processes, and each
   // process runs at most one at a time: the sweep never runs twice concurrently on one task list.
   const maintenance = new Worker(MAINTENANCE_QUEUE, () => runMaintenanceSweep(deps), { ...common, concurrency: 1 });
-  await options.maintenanceQueue.upsertJobScheduler(
-    SWEEP_SCHEDULER_ID,
-    { every: options.sweepIntervalMs },
-    { name: 'sweep', opts: { removeOnComplete: true, removeOnFail: 50 } },
-  );
+  const scheduleSweep = () =>
+    options.maintenanceQueue.upsertJobScheduler(
+      SWEEP_SCHEDULER_ID,
+      { every: options.sweepIntervalMs },
+      { name: 'sweep', opts: { removeOnComplete: true, removeOnFail: 50 } },
+    );
+  await scheduleSweep();
+  // Redis may come back empty (restarted without persistence, failed over): the scheduler must come back
+  // too, or nothing would re-queue the tasks whose jobs were lost. Upserting an existing scheduler keeps
+  // its next run.
+  const onReconnect = () => void scheduleSweep().catch((error) => deps.logger.warn({ err: error }, 'could not restore the sweep scheduler'));
+  options.connection.on('ready', onReconnect);
   const workers = [submit, poll, notify, maintenance];
   for (const worker of workers) {
     worker.on('failed', (job, error) => {
@@ -68,6 +86,7 @@ export async function startWorkers(deps: Deps, options: WorkerOptions): Promise<
   return {
     workers,
     async close() {
+      options.connection.off('ready', onReconnect);
       await Promise.all(workers.map((worker) => worker.close()));
     },
   };

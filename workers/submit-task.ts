@@ -49,7 +49,10 @@ export async function submitTask(deps: SubmitTaskDeps, job: Job): Promise<void> 
   } catch (caught) {
     const error = asUpstreamError(caught);
     const detail = { attempt, code: error.code, message: error.message, http_status: error.details.httpStatus };
-    if (error.kind === 'permanent' || attempt >= deps.maxAttempts) {
+    // "Too many requests" says nothing about the task: it does not use up an attempt (the whole queue
+    // waits it out instead), so a 429 storm delays tasks but never fails them.
+    const rateLimited = error.kind === 'retryable' && error.isRateLimit;
+    if (error.kind === 'permanent' || (!rateLimited && attempt >= deps.maxAttempts)) {
       const reason = error.kind === 'permanent' ? 'rejected by Kling' : `gave up after ${attempt} attempts`;
       await deps.tasks.transition(
         taskId,
@@ -62,8 +65,7 @@ export async function submitTask(deps: SubmitTaskDeps, job: Job): Promise<void> 
       throw new UnrecoverableError(`${error.code}: ${error.message}`);
     }
     const delayMs = retryDelayMs(attempt, deps.retryBaseDelayMs, error);
-    const rateLimited = error.isRateLimit;
-    await deps.tasks.update(taskId, { submitInFlight: false, error: { code: error.code, message: error.message } });
+    await deps.tasks.update(taskId, { submitInFlight: false, error: { code: error.code, message: error.message }, refundAttempt: rateLimited });
     await deps.tasks.addEvent(taskId, { type: 'submit_retry', status: 'queued', detail: { ...detail, retry_in_ms: delayMs, rate_limited: rateLimited } });
     deps.logger.info({ taskId, ...detail, delayMs, rateLimited }, 'submit failed; will retry');
     if (rateLimited) {

@@ -5,12 +5,18 @@ import type { TaskRepository } from '../db/task-repository';
 import type { TenantRepository } from '../db/tenant-repository';
 import { AppError } from '../errors';
 import type { Logger } from '../logger';
+import type { Metrics } from '../metrics/metrics';
 import type { Enqueuer } from '../queue/enqueue';
+import type { TaskQueues } from '../queue/queues';
 import type { CallbackTokens } from '../webhooks/callback-token';
 import { authenticateApiKey } from './authenticate';
 import { problemErrorHandler, routeNotFound } from './error-middleware';
 import { klingCompatRoutes } from './kling-compat/kling-compat-routes';
+import { requestLogging } from './request-logging';
+import { ADMIN_QUEUES_PATH, adminQueueRoutes } from './routes/admin-routes';
+import { docsRoutes } from './routes/docs-routes';
 import { healthRoutes, type ReadinessCheck } from './routes/health-routes';
+import { metricsRoutes } from './routes/metrics-routes';
 import { klingWebhookRoutes } from './routes/kling-webhook-routes';
 import { taskRoutes } from './routes/task-routes';
 
@@ -28,6 +34,11 @@ export interface AppDeps {
   klingWebhookSecret?: string;
   /** Extra routers mounted before the API (the sandbox upstream). */
   extraRouters?: { path: string; router: express.Router }[];
+  /** Served at GET /metrics, and fed by the webhook route. */
+  metrics?: Metrics;
+  /** ADMIN_TOKEN: when set (with the queues), Bull Board is served at /admin/queues behind it. */
+  adminToken?: string;
+  queues?: TaskQueues;
 }
 
 /** Ten images of 10 MB in base64 fit; anything bigger is not a valid create request. */
@@ -38,7 +49,14 @@ export function createApp(deps: AppDeps): Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('trust proxy', 'loopback');
+  app.use(requestLogging(deps.logger));
   app.use(healthRoutes(deps.readinessChecks));
+  if (deps.metrics) app.use(metricsRoutes(deps.metrics));
+  app.use(docsRoutes());
+  if (deps.adminToken && deps.queues) {
+    const { submit, poll, notify, maintenance } = deps.queues;
+    app.use(ADMIN_QUEUES_PATH, adminQueueRoutes({ adminToken: deps.adminToken, queues: [submit, poll, notify, maintenance] }));
+  }
   for (const extra of deps.extraRouters ?? []) app.use(extra.path, extra.router);
   app.use('/webhooks/kling', klingWebhookRoutes(deps));
   app.use(

@@ -1,17 +1,26 @@
 import type { ErrorRequestHandler, RequestHandler } from 'express';
+import { z } from 'zod';
 import { isDatabaseUnavailable } from '../db/db-errors';
-import { AppError } from '../errors';
+import { AppError, ERROR_CATALOG, type ErrorCode } from '../errors';
 import type { Logger } from '../logger';
 
-export interface Problem {
-  type: string;
-  title: string;
-  status: number;
-  detail: string;
-  code: string;
-  errors?: { path: string; message: string }[];
-  [extension: string]: unknown;
-}
+/** RFC 9457 problem details, as every /v1 error answers (also the OpenAPI description of them). */
+export const problemSchema = z
+  .looseObject({
+    type: z.string().meta({ description: 'A URI naming the problem type', example: 'https://kling-element-tracker.dev/problems/validation-failed' }),
+    title: z.string(),
+    status: z.int(),
+    detail: z.string().meta({ description: 'What went wrong, for people' }),
+    code: z.enum(Object.keys(ERROR_CATALOG) as [ErrorCode, ...ErrorCode[]]).meta({ description: 'Stable error code; clients may branch on it' }),
+    errors: z
+      .array(z.object({ path: z.string().meta({ description: 'Dotted path of the field, e.g. element_image_list.refer_images.0.image_url' }), message: z.string() }))
+      .optional()
+      .meta({ description: 'For VALIDATION_FAILED: every bad field' }),
+    task_id: z.string().optional().meta({ description: 'For conflicts: the task that already has the external_task_id or Idempotency-Key' }),
+  })
+  .meta({ title: 'Problem' });
+
+export type Problem = z.infer<typeof problemSchema>;
 
 /** Errors from express.json() (body-parser) carry a `type` we translate to our catalog. */
 function fromBodyParser(error: { type?: string; message?: string }): AppError | undefined {
@@ -49,11 +58,13 @@ export function toProblem(error: AppError): Problem {
 export function problemErrorHandler(logger: Logger): ErrorRequestHandler {
   return (error, req, res, _next) => {
     const appError = normalizeError(error);
+    // req.log (pino-http) carries the request id.
+    const log = req.log ?? logger;
     if (appError.code === 'SERVICE_UNAVAILABLE') {
       res.set('Retry-After', String(RETRY_AFTER_SECONDS));
-      logger.warn({ method: req.method, path: req.baseUrl + req.path, reason: (error as Error)?.message }, 'dependency unavailable');
+      log.warn({ method: req.method, path: req.baseUrl + req.path, reason: (error as Error)?.message }, 'dependency unavailable');
     } else if (appError.status >= 500) {
-      logger.error({ err: error, method: req.method, path: req.baseUrl + req.path }, 'request failed');
+      log.error({ err: error, method: req.method, path: req.baseUrl + req.path }, 'request failed');
     }
     res.status(appError.status).type('application/problem+json').json(toProblem(appError));
   };

@@ -4,7 +4,11 @@ import { Prisma } from '../generated/prisma/client';
 const UNAVAILABLE_PRISMA_CODES = new Set(['P1001', 'P1002', 'P1008', 'P1017', 'P2024']);
 /** Postgres SQLSTATEs and socket errors seen while a server is stopping, starting or gone. */
 const UNAVAILABLE_DRIVER_CODES = new Set(['57P01', '57P02', '57P03', '08000', '08001', '08003', '08006', 'ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT']);
-const CONNECTION_LOST = /Connection terminated|Can't reach database server|server closed the connection|connection timeout|timeout exceeded when trying to connect/i;
+// "…is not queryable": pg's answer (a plain Error, no code) to a query on a pooled client whose connection
+// just died, e.g. a transaction's next statement while Postgres shuts down. "Unable to start a transaction
+// in the given time" (P2028): every pooled connection stayed busy past maxWait, i.e. the pool is exhausted.
+const CONNECTION_LOST =
+  /Connection terminated|Can't reach database server|server closed the connection|connection timeout|timeout exceeded when trying to connect|encountered a connection error and is not queryable|Unable to start a transaction in the given time/i;
 
 /**
  * True when `error` says Postgres is unreachable (down, restarting, pool exhausted): such failures are

@@ -1,9 +1,12 @@
 import { AppError } from '../errors';
 import { newDeliveryId } from '../ids';
+import type { Pool, PoolClient } from 'pg';
 import { Prisma, type Task as TaskRow } from '../generated/prisma/client';
 import type { TaskStatus } from '../tasks/task-status';
 import { statusesBefore } from '../tasks/task-status';
-import type { Db } from './prisma';
+import { sqlPool, type Db } from './prisma';
+import { inTransaction, isPgUniqueViolation, jsonParam, Params, prepared } from './sql';
+import { setClause, taskRowFromSql, whereClause, type TaskSqlRow } from './task-sql';
 
 /** A task as the domain sees it: plain data, no ORM types. */
 export interface TaskRecord {
@@ -66,7 +69,31 @@ const eventData = (taskId: string, event: NewTaskEvent): Prisma.TaskEventCreateM
 });
 
 const isUniqueViolation = (error: unknown): boolean =>
-  error instanceof Prisma.PrismaClientKnownRequestError && error.code === 'P2002';
+  (error instanceof Prisma.PrismaClientKnownRequestError && error.code === 'P2002') || isPgUniqueViolation(error);
+
+/*
+ * The statements every task runs (submit, claim, callbacks, client reads) are plain SQL sent as prepared
+ * statements on Prisma's own pool (see sql.ts for why); the rest stays on Prisma.
+ */
+
+/** The task, its `created` event and (when given) its Idempotency-Key, in one atomic statement. */
+const insertTaskSql = (withIdempotencyKey: boolean): string => `WITH task AS (
+  INSERT INTO tasks (id, tenant_id, external_task_id, request, callback_url, callback_format)
+  VALUES ($1, $2, $3, $4::jsonb, $5, $6) RETURNING *
+), created AS (
+  INSERT INTO task_events (task_id, type, status) SELECT id, 'created', 'queued' FROM task
+)${withIdempotencyKey ? `, idempotency AS (
+  INSERT INTO idempotency_keys (tenant_id, key, request_hash, task_id) SELECT tenant_id, $7, $8, id FROM task
+)` : ''}
+SELECT * FROM task`;
+
+const FIND_BY_ID_SQL = 'SELECT * FROM tasks WHERE id = $1';
+const FIND_FOR_TENANT_SQL = 'SELECT * FROM tasks WHERE id = $1 AND tenant_id = $2';
+const FIND_BY_EXTERNAL_ID_SQL = 'SELECT * FROM tasks WHERE tenant_id = $1 AND external_task_id = $2';
+const CLAIM_SQL = `UPDATE tasks SET submit_in_flight = true, attempts = attempts + 1, updated_at = $2
+  WHERE id = $1 AND status = 'queued' RETURNING *`;
+const ADD_EVENT_SQL = 'INSERT INTO task_events (task_id, type, status, detail) VALUES ($1, $2, $3, $4::jsonb)';
+const INSERT_DELIVERY_SQL = 'INSERT INTO webhook_deliveries (id, task_id, url, payload) VALUES ($1, $2, $3, $4::jsonb)';
 
 export interface TaskChanges {
   statusMessage?: string | null;
@@ -77,6 +104,8 @@ export interface TaskChanges {
   completedAt?: Date;
   lastUpstreamAt?: Date;
   submitInFlight?: boolean;
+  /** Give back the attempt counted by claimForSubmit (Kling refused for rate reasons only). */
+  refundAttempt?: boolean;
 }
 
 /** Fields clients never see: recording only these (e.g. for an ignored duplicate callback) leaves updated_at alone. */
@@ -96,6 +125,7 @@ function changesToData(changes: TaskChanges): Prisma.TaskUpdateManyMutationInput
   if (changes.completedAt) data.completedAt = changes.completedAt;
   if (changes.lastUpstreamAt) data.lastUpstreamAt = changes.lastUpstreamAt;
   if (changes.submitInFlight !== undefined) data.submitInFlight = changes.submitInFlight;
+  if (changes.refundAttempt) data.attempts = { decrement: 1 };
   return data;
 }
 
@@ -117,9 +147,67 @@ export interface TaskRepositoryOptions {
   notificationPayload?: (task: TaskRecord) => unknown;
   /** Called after a status change committed (e.g. to queue its notification). Errors are the caller's to log. */
   onStatusChange?: (task: TaskRecord) => Promise<void>;
+  /** Called after a new task committed (e.g. to count it). Must not throw. */
+  onCreated?: (task: TaskRecord) => void;
 }
 
 export function createTaskRepository(db: Db, options: TaskRepositoryOptions = {}) {
+  const queryTask = async (queryable: Pool | PoolClient, text: string, values: unknown[]): Promise<TaskRecord | null> => {
+    const { rows } = await queryable.query<TaskSqlRow>(prepared(text, values));
+    return rows[0] ? toRecord(taskRowFromSql(rows[0])) : null;
+  };
+  const findTask = (text: string, values: unknown[]) => queryTask(sqlPool(db), text, values);
+
+  /**
+   * The conditional UPDATE and its event as one statement (`undefined` when `where` is more than plain
+   * equalities: the caller then takes the Prisma path). Same precedence as that path: `id` and the
+   * forward-only status list win over `where`.
+   * `fast`: only a task without callback_url is updated (it needs no outbox row, so no transaction), and
+   * the one row answered also says whether the task has a callback_url (columns null when nothing was
+   * updated); callback_url never changes, so reading it beside the update is safe.
+   */
+  const transitionStatement = (id: string, next: TaskStatus, changes: TaskChanges, event: NewTaskEvent, where: Prisma.TaskWhereInput, fast: boolean) => {
+    const params = new Params();
+    const sets = setClause({ ...changesToData(changes), status: next, updatedAt: new Date() }, params);
+    const { id: _id, status: _status, ...extra } = where;
+    const conditions = whereClause(extra, params);
+    if (sets === undefined || conditions === undefined) return undefined;
+    const taskId = params.param(id);
+    const text = `WITH updated AS (
+  UPDATE tasks SET ${sets} WHERE id = ${taskId} AND status = ANY(${params.param(statusesBefore(next))}::task_status[])${conditions}${fast ? ' AND callback_url IS NULL' : ''} RETURNING *
+), event AS (
+  INSERT INTO task_events (task_id, type, status, detail)
+  SELECT id, ${params.param(event.type)}, ${params.param(next)}::task_status, ${params.param(jsonParam(event.detail))}::jsonb FROM updated
+)
+${fast ? `SELECT updated.*, (SELECT callback_url IS NOT NULL FROM tasks WHERE id = ${taskId}) AS has_callback_url FROM (VALUES (1)) AS one LEFT JOIN updated ON true` : 'SELECT * FROM updated'}`;
+    return { text, values: params.values };
+  };
+
+  /** transition() in SQL: one autocommit statement unless an outbox row is needed, then one short transaction. */
+  const transitionSql = async (id: string, next: TaskStatus, changes: TaskChanges, event: NewTaskEvent, where: Prisma.TaskWhereInput): Promise<TaskRecord | null | undefined> => {
+    const payload = options.notificationPayload;
+    if (!payload) {
+      const statement = transitionStatement(id, next, changes, event, where, false);
+      return statement && findTask(statement.text, statement.values);
+    }
+    const fast = transitionStatement(id, next, changes, event, where, true);
+    if (!fast) return undefined;
+    const { rows } = await sqlPool(db).query<TaskSqlRow & { has_callback_url: boolean | null }>(prepared(fast.text, fast.values));
+    const row = rows[0];
+    if (row?.id) return toRecord(taskRowFromSql(row));
+    // Stale, duplicate or out of order (or no such task): nothing changed.
+    if (!row?.has_callback_url) return null;
+    // The task has a callback_url: its notification is stored in the same transaction as the change (outbox).
+    const full = transitionStatement(id, next, changes, event, where, false)!;
+    return inTransaction(sqlPool(db), async (client) => {
+      const updated = await queryTask(client, full.text, full.values);
+      if (updated?.callbackUrl) {
+        await client.query(prepared(INSERT_DELIVERY_SQL, [newDeliveryId(), id, updated.callbackUrl, jsonParam(payload(updated))]));
+      }
+      return updated;
+    });
+  };
+
   return {
     /** Stores the task and its `created` event in one transaction. */
     async insert(task: {
@@ -134,12 +222,12 @@ export function createTaskRepository(db: Db, options: TaskRepositoryOptions = {}
     }): Promise<TaskRecord> {
       const { idempotency, ...fields } = task;
       try {
-        const [row] = await db.$transaction([
-          db.task.create({ data: { ...fields, request: fields.request as Prisma.InputJsonValue } }),
-          db.taskEvent.create({ data: eventData(task.id, { type: 'created', status: 'queued' }) }),
-          ...(idempotency ? [db.idempotencyKey.create({ data: { tenantId: task.tenantId, taskId: task.id, ...idempotency } })] : []),
-        ]);
-        return toRecord(row as TaskRow);
+        const values = [fields.id, fields.tenantId, fields.externalTaskId, jsonParam(fields.request), fields.callbackUrl, fields.callbackFormat ?? 'standard'];
+        if (idempotency) values.push(idempotency.key, idempotency.requestHash);
+        const created = await findTask(insertTaskSql(idempotency !== undefined), values);
+        if (!created) throw new Error(`INSERT of task ${fields.id} returned no row`);
+        options.onCreated?.(created);
+        return created;
       } catch (error) {
         if (isUniqueViolation(error) && task.externalTaskId !== null) {
           const existing = await db.task.findUnique({
@@ -156,18 +244,15 @@ export function createTaskRepository(db: Db, options: TaskRepositoryOptions = {}
     },
 
     async findById(id: string): Promise<TaskRecord | null> {
-      const row = await db.task.findUnique({ where: { id } });
-      return row ? toRecord(row) : null;
+      return findTask(FIND_BY_ID_SQL, [id]);
     },
 
     async findForTenant(tenantId: string, id: string): Promise<TaskRecord | null> {
-      const row = await db.task.findFirst({ where: { id, tenantId } });
-      return row ? toRecord(row) : null;
+      return findTask(FIND_FOR_TENANT_SQL, [id, tenantId]);
     },
 
     async findByExternalId(tenantId: string, externalTaskId: string): Promise<TaskRecord | null> {
-      const row = await db.task.findUnique({ where: { tenantId_externalTaskId: { tenantId, externalTaskId } } });
-      return row ? toRecord(row) : null;
+      return findTask(FIND_BY_EXTERNAL_ID_SQL, [tenantId, externalTaskId]);
     },
 
     /** Newest first; fetches one extra row to know whether another page exists. */
@@ -192,7 +277,8 @@ export function createTaskRepository(db: Db, options: TaskRepositoryOptions = {}
      * Returns the updated task, or null when the update was stale, duplicate or out of order.
      */
     async transition(id: string, next: TaskStatus, changes: TaskChanges, event: NewTaskEvent, where: Prisma.TaskWhereInput = {}): Promise<TaskRecord | null> {
-      const task = await db.$transaction(async (tx) => {
+      const viaSql = await transitionSql(id, next, changes, event, where);
+      const task = viaSql !== undefined ? viaSql : await db.$transaction(async (tx) => {
         const updated = await tx.task.updateMany({
           where: { ...where, id, status: { in: statusesBefore(next) } },
           data: { ...changesToData(changes), status: next, updatedAt: new Date() },
@@ -214,6 +300,14 @@ export function createTaskRepository(db: Db, options: TaskRepositoryOptions = {}
 
     /** Changes fields without touching the status (e.g. remember the upstream id learned late). */
     async update(id: string, changes: TaskChanges, where: Prisma.TaskWhereInput = {}): Promise<boolean> {
+      const params = new Params();
+      const sets = setClause(changesToData(changes), params);
+      const { id: _id, ...extra } = where;
+      const conditions = whereClause(extra, params);
+      if (sets && conditions !== undefined) {
+        const result = await sqlPool(db).query(prepared(`UPDATE tasks SET ${sets} WHERE id = ${params.param(id)}${conditions}`, params.values));
+        return (result.rowCount ?? 0) > 0;
+      }
       const updated = await db.task.updateMany({ where: { ...where, id }, data: changesToData(changes) });
       return updated.count > 0;
     },
@@ -223,13 +317,7 @@ export function createTaskRepository(db: Db, options: TaskRepositoryOptions = {}
      * attempt. Returns null when the task is no longer queued (canceled, or already accepted upstream).
      */
     async claimForSubmit(id: string): Promise<TaskRecord | null> {
-      const claimed = await db.task.updateMany({
-        where: { id, status: 'queued' },
-        data: { submitInFlight: true, attempts: { increment: 1 }, updatedAt: new Date() },
-      });
-      if (claimed.count === 0) return null;
-      const row = await db.task.findUnique({ where: { id } });
-      return row ? toRecord(row) : null;
+      return findTask(CLAIM_SQL, [id, new Date()]);
     },
 
     /** Tasks still `queued` and untouched since `before`: candidates for re-queuing. Oldest first. */
@@ -259,7 +347,7 @@ export function createTaskRepository(db: Db, options: TaskRepositoryOptions = {}
     },
 
     async addEvent(taskId: string, event: NewTaskEvent): Promise<void> {
-      await db.taskEvent.create({ data: eventData(taskId, event) });
+      await sqlPool(db).query(prepared(ADD_EVENT_SQL, [taskId, event.type, event.status ?? null, jsonParam(event.detail)]));
     },
 
     async listEvents(taskId: string) {

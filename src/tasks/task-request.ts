@@ -20,7 +20,9 @@ const boundedText = (max: number) =>
   z
     .string({ error: 'is required and must be a string' })
     .refine((value) => value.trim().length > 0, 'must not be empty')
-    .refine((value) => charCount(value) <= max, `must not exceed ${max} characters`);
+    .refine((value) => charCount(value) <= max, `must not exceed ${max} characters`)
+    // JSON Schema's maxLength counts code points too, as charCount does.
+    .meta({ maxLength: max, description: `Not blank; at most ${max} characters` });
 
 const isHttpUrl = (value: string): boolean => {
   if (!/^https?:\/\//i.test(value) || value.length > MAX_URL_CHARS) return false;
@@ -32,7 +34,10 @@ const isHttpUrl = (value: string): boolean => {
   }
 };
 
-const httpUrl = z.string({ error: 'must be a string' }).refine(isHttpUrl, `must be an http(s) URL of at most ${MAX_URL_CHARS} characters`);
+const httpUrl = z
+  .string({ error: 'must be a string' })
+  .refine(isHttpUrl, `must be an http(s) URL of at most ${MAX_URL_CHARS} characters`)
+  .meta({ format: 'uri', maxLength: MAX_URL_CHARS, description: 'An http(s) URL' });
 
 const DATA_URL = /^data:(image\/(?:png|jpe?g));base64,/i;
 const BASE64 = /^[A-Za-z0-9+/]+={0,2}$/;
@@ -70,6 +75,8 @@ const imageSource = z.string({ error: 'must be a string' }).superRefine((value, 
   if (!looksLikePngOrJpeg(raw)) {
     ctx.addIssue({ code: 'custom', message: 'base64 image must be a .jpg/.jpeg or .png file (its first bytes are neither)' });
   }
+}).meta({
+  description: `An http(s) URL (at most ${MAX_URL_CHARS} characters) or a base64-encoded .jpg/.png of at most 10 MB, with or without a data:image/…;base64, prefix (stripped before Kling sees it)`,
 });
 
 /**
@@ -113,7 +120,9 @@ export const buildCreateTaskRequestSchema = ({ allowReferSameAsFrontal = false }
     .strictObject({
       element_name: boundedText(MAX_ELEMENT_NAME_CHARS),
       element_description: boundedText(MAX_ELEMENT_DESCRIPTION_CHARS),
-      reference_type: z.enum(['image_refer', 'video_refer'], { error: 'must be "image_refer" or "video_refer"' }),
+      reference_type: z
+        .enum(['image_refer', 'video_refer'], { error: 'must be "image_refer" or "video_refer"' })
+        .meta({ description: 'image_refer needs element_image_list; video_refer needs element_video_list (and only it may carry element_voice_id)' }),
       element_image_list: elementImageList.optional(),
       element_video_list: elementVideoList.optional(),
       element_voice_id: optionalText(z.string({ error: 'must be a string' }).max(128, 'must not exceed 128 characters')),
@@ -125,7 +134,9 @@ export const buildCreateTaskRequestSchema = ({ allowReferSameAsFrontal = false }
           { error: 'must be an array of { "tag_id": … }' },
         )
         .optional(),
-      callback_url: optionalText(httpUrl),
+      callback_url: optionalText(httpUrl).meta({
+        description: 'Your receiver: every status change is POSTed there (Standard Webhooks signed on /v1). Private addresses are refused unless ALLOW_PRIVATE_CALLBACKS',
+      }),
       external_task_id: optionalText(
         z
           .string({ error: 'must be a string' })
@@ -133,7 +144,10 @@ export const buildCreateTaskRequestSchema = ({ allowReferSameAsFrontal = false }
           .refine((value) => value.length <= MAX_EXTERNAL_TASK_ID_CHARS, `must not exceed ${MAX_EXTERNAL_TASK_ID_CHARS} characters`)
           // eslint-disable-next-line no-control-regex
           .refine((value) => !/[\u0000-\u001f\u007f]/.test(value), 'must not contain control characters'),
-      ),
+      ).meta({
+        description: `Your own id for the task (unique per tenant, at most ${MAX_EXTERNAL_TASK_ID_CHARS} characters); query by it at /v1/tasks/by-external-id/{external_task_id}`,
+        maxLength: MAX_EXTERNAL_TASK_ID_CHARS,
+      }),
     })
     .superRefine((body, ctx) => {
       if (body.reference_type === 'image_refer') {
@@ -163,6 +177,11 @@ export const buildCreateTaskRequestSchema = ({ allowReferSameAsFrontal = false }
           }
         });
       }
+    })
+    .meta({
+      description:
+        'Kling\'s create body. Beyond the field rules: image_refer needs element_image_list and no element_video_list or element_voice_id; ' +
+        `video_refer needs element_video_list.${allowReferSameAsFrontal ? '' : ' Each refer image must differ from frontal_image.'} Unknown fields are refused.`,
     });
 
 export const createTaskRequestSchema = buildCreateTaskRequestSchema();

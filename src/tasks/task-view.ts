@@ -1,22 +1,43 @@
 import { createHash } from 'node:crypto';
+import { z } from 'zod';
 import type { TaskRecord } from '../db/task-repository';
+import { TASK_STATUSES } from './task-status';
 
-/** The task as clients see it (CONTRACT.md "Client API"): snake_case, ISO timestamps. */
-export interface TaskView {
-  task_id: string;
-  external_task_id: string | null;
-  status: string;
-  status_message: string | null;
-  upstream_task_id: string | null;
-  request: Record<string, unknown>;
-  result: unknown;
-  error: { code: string; message: string } | null;
-  attempts: number;
-  created_at: string;
-  updated_at: string;
-  submitted_at: string | null;
-  completed_at: string | null;
-}
+const timestamp = z.iso.datetime();
+
+/**
+ * The task as clients see it (CONTRACT.md "Client API"): snake_case, ISO timestamps. The schema is the
+ * type (`TaskView`) and the OpenAPI description of every answer that carries a task.
+ */
+export const taskViewSchema = z
+  .object({
+    task_id: z.string().meta({ description: 'Our task id', example: 'tsk_01KB2Z6Q3W4E5R6T7Y8U9I0P1A' }),
+    external_task_id: z.string().nullable().meta({ description: 'Your own id, unique per tenant' }),
+    status: z.enum(TASK_STATUSES).meta({ description: 'Moves only forward: queued → submitted → processing → succeed | failed (or queued → canceled)' }),
+    status_message: z.string().nullable(),
+    upstream_task_id: z.string().nullable().meta({ description: "Kling's task id, once Kling accepted the task" }),
+    request: z.record(z.string(), z.unknown()).meta({ description: 'The create request as stored; base64 images are shown as their size and digest' }),
+    result: z.unknown().meta({ description: 'Kling\'s `task_result` (`{ elements: [...] }`) once the task succeeded, else null' }),
+    error: z.object({ code: z.string(), message: z.string() }).nullable().meta({ description: 'Why the task failed (or the last submit error while it is retried)' }),
+    attempts: z.int().meta({ description: 'Submit attempts so far' }),
+    created_at: timestamp,
+    updated_at: timestamp,
+    submitted_at: timestamp.nullable(),
+    completed_at: timestamp.nullable(),
+  })
+  .meta({ title: 'Task' });
+
+export type TaskView = z.infer<typeof taskViewSchema>;
+
+/** One entry of a task's timeline (`GET /v1/tasks/:id/events`). */
+export const taskEventViewSchema = z
+  .object({
+    at: timestamp,
+    type: z.string().meta({ description: 'created, submitted, callback, poll, submit_retry, submit_failed, notification, canceled, …' }),
+    status: z.enum(TASK_STATUSES).nullable().meta({ description: 'The task status after the event' }),
+    detail: z.record(z.string(), z.unknown()).nullable(),
+  })
+  .meta({ title: 'TaskEvent' });
 
 /**
  * A base64 image can be 13 MB of text: echoing it in every GET, list page and notification would bury

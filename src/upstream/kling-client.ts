@@ -13,6 +13,16 @@ export interface KlingClientOptions {
   /** Requests in flight at once from this process (KLING_CONCURRENCY), whichever queue asks. */
   maxInFlight?: number;
   fetch?: typeof fetch;
+  /** Told about every HTTP request to Kling once its outcome is known (for metrics). Must not throw. */
+  onRequest?: (event: UpstreamRequestEvent) => void;
+}
+
+export interface UpstreamRequestEvent {
+  operation: 'create' | 'get';
+  /** `0` on success, else the UpstreamError code (Kling's business code, `TIMEOUT`, `HTTP_502`…). */
+  code: string;
+  /** Time on the wire, from sending the request to reading the whole answer (not waiting for a permit). */
+  durationSeconds: number;
 }
 
 /** Errors that mean the connection was never made: the request certainly did not reach Kling. */
@@ -43,17 +53,25 @@ export function createKlingClient(options: KlingClientOptions) {
   const rawFetch = options.fetch ?? fetch;
   const withPermit = createSemaphore(options.maxInFlight ?? Number.POSITIVE_INFINITY);
   // The timeout starts once a permit is held: waiting for one is not the upstream being slow.
-  const doFetch = (url: string, init: RequestInit) =>
+  const doFetch = (url: string, init: RequestInit, timing: { seconds: number }) =>
     withPermit(async () => {
-      const response = await rawFetch(url, { ...init, signal: AbortSignal.timeout(options.timeoutMs) });
-      // Read the body inside the permit: the request is in flight until its answer is complete.
-      const text = await response.text();
-      return { response, text };
+      const started = performance.now();
+      try {
+        const response = await rawFetch(url, { ...init, signal: AbortSignal.timeout(options.timeoutMs) });
+        // Read the body inside the permit: the request is in flight until its answer is complete.
+        const text = await response.text();
+        return { response, text };
+      } finally {
+        timing.seconds = (performance.now() - started) / 1000;
+      }
     });
 
   async function call(method: 'GET' | 'POST', path: string, body?: unknown): Promise<{ httpStatus: number; code: number; message: string; data: unknown }> {
+    const operation = method === 'POST' ? 'create' : 'get';
     // 1003/1004 (token expired / not yet valid) are worth one fresh signature, never more.
     for (let authRetry = 0; ; authRetry++) {
+      const timing = { seconds: 0 };
+      const report = (code: string) => options.onRequest?.({ operation, code, durationSeconds: timing.seconds });
       const headers: Record<string, string> = { accept: 'application/json' };
       const auth = authorization.header();
       if (auth) headers.authorization = auth;
@@ -65,9 +83,11 @@ export function createKlingClient(options: KlingClientOptions) {
           method,
           headers,
           body: body === undefined ? undefined : JSON.stringify(body),
-        }));
+        }, timing));
       } catch (error) {
-        throw networkError(error);
+        const failure = networkError(error);
+        report(failure.code);
+        throw failure;
       }
       let envelope: ReturnType<typeof klingEnvelopeSchema.parse> | undefined;
       try {
@@ -80,16 +100,19 @@ export function createKlingClient(options: KlingClientOptions) {
         envelope?.message ||
         (envelope ? `Kling answered HTTP ${response.status} with code ${envelope.code} and no message` : text.slice(0, 200) || response.statusText);
       if (response.ok && envelope?.code === 0) {
+        report('0');
         return { httpStatus: response.status, code: 0, message, data: envelope.data };
       }
       const failure = classifyKlingFailure(response.status, envelope?.code, message, parseRetryAfterMs(response.headers.get('retry-after')));
       if (response.ok && !envelope) {
+        report('MALFORMED_RESPONSE');
         // A 2xx we cannot read: the request may well have been accepted.
         throw new UpstreamError('retryable', 'MALFORMED_RESPONSE', `Kling answered ${response.status} with an unreadable body`, {
           httpStatus: response.status,
           mayHaveReachedUpstream: true,
         });
       }
+      report(failure.code);
       if (failure.details.authExpired && authRetry === 0) {
         authorization.invalidate();
         continue;

@@ -206,8 +206,11 @@ test(`when the worker is killed with SIGKILL ${KILLS} times while ${TASKS} tasks
   expect(fake!.tasks.size).toBe(TASKS);
   expect(requeued.rows).toEqual([]);
   expect(resent).toEqual([]);
-  // The kills interrupted creates that reached Kling unanswered; their tasks were adopted, not re-sent.
-  expect(events['submitted(adopted)'] ?? 0).toBeGreaterThan(0);
+  // The kills interrupted creates that reached Kling unanswered. Their tasks were not re-sent (above):
+  // either the retry looked Kling up and adopted the task, or Kling's callback got there first and the
+  // retry found the task no longer queued — which of the two depends on the machine's speed.
+  const skipped = worker.logsMatching('submit skipped: task is no longer queued', true).length;
+  expect((events['submitted(adopted)'] ?? 0) + skipped).toBeGreaterThan(0);
   // Every task that succeeded carries the upstream task Kling made for it.
   const mismatched = await pg!.query<{ id: string; upstream_task_id: string | null }>(
     'SELECT id, upstream_task_id FROM tasks WHERE id = ANY($1)',

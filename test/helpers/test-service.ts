@@ -1,4 +1,6 @@
 import type { Server } from 'node:http';
+import type { Writable } from 'node:stream';
+import type { Express } from 'express';
 import supertest from 'supertest';
 import { parseConfig } from '../../src/config';
 import { createLogger } from '../../src/logger';
@@ -16,10 +18,14 @@ export interface TestServiceOptions {
   workers?: boolean;
   /** Use a fake Kling (default); false runs sandbox mode. */
   fakeKling?: FakeKlingOptions | false;
+  /** Receives the service's JSON log lines (at LOG_LEVEL, default info when given) instead of silence. */
+  logStream?: Writable;
 }
 
 export interface TestService {
   runtime: Runtime;
+  /** The Express app the server runs (to inspect its routes). */
+  app: Express;
   baseUrl: string;
   fake: FakeKling | undefined;
   db: TestDatabase;
@@ -59,12 +65,14 @@ export async function startTestService(options: TestServiceOptions = {}): Promis
     ...(fake ? { KLING_BASE_URL: fake.baseUrl, KLING_API_KEY: TEST_KLING_API_KEY } : {}),
     ...options.env,
   });
-  const logger = createLogger({ level: config.logLevel });
+  const logLevel = options.logStream && !options.env?.LOG_LEVEL ? 'info' : config.logLevel;
+  const logger = createLogger({ level: logLevel, destination: options.logStream });
   const runtime = await createRuntime(config, logger);
-  const { server, baseUrl } = await startApi(runtime);
+  const { server, baseUrl, app } = await startApi(runtime);
   let workers: Promise<RunningWorkers> | undefined;
   const service: TestService = {
     runtime,
+    app,
     baseUrl,
     fake,
     db,

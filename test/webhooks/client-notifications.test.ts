@@ -60,7 +60,9 @@ describe('signed notifications to the client', () => {
     const taskId = created.body.task_id as string;
     await service.waitForTask(taskId, (t) => t.status === 'succeed');
 
-    await waitFor(async () => (await service.runtime.db.webhookDelivery.count({ where: { taskId, state: 'failed' } })) === 3, 'three failed deliveries');
+    await waitFor(async () => (await service.runtime.db.webhookDelivery.count({ where: { taskId, state: 'failed' } })) === 3, 'three failed deliveries', 30_000);
+    // Each attempt's event is written just after its delivery row.
+    await waitFor(async () => (await notificationEvents(service, taskId)).filter((e) => e.outcome === 'failed').length === 3, 'three failed-delivery events');
 
     const events = await notificationEvents(service, taskId);
     expect(events.filter((e) => e.outcome === 'failed')).toHaveLength(3);
@@ -82,7 +84,7 @@ describe('signed notifications to the client', () => {
       const redeliver = await service.http.post(`/v1/tasks/${taskId}/redeliver`).set('authorization', tenant.auth);
 
       expect(redeliver.status).toBe(202);
-      await waitFor(() => receiver.accepted().length === before + 1, 'the redelivery');
+      await waitFor(() => receiver.accepted().length === before + 1, 'the redelivery', 30_000);
       const again = receiver.accepted().at(-1)!;
       expect(again.verified).toBe(true);
       expect(again.body.status).toBe('succeed');

@@ -122,8 +122,9 @@ describe('submit retries and failures (bearer key, fake Kling)', () => {
     // KLING_RETRY_BASE_DELAY_MS is 50 in tests: only Retry-After explains a gap this long.
     expect(creates[1]!.at - creates[0]!.at).toBeGreaterThanOrEqual(900);
     const retry = submitEvents(await eventsOf(service, auth, taskId)).find((e) => e.type === 'submit_retry');
-    expect(retry?.detail).toMatchObject({ code: '1302', http_status: 429, retry_in_ms: 1000 });
-    expect((await getTask(service, auth, taskId)).attempts).toBe(2);
+    expect(retry?.detail).toMatchObject({ code: '1302', http_status: 429, retry_in_ms: 1000, rate_limited: true });
+    // A rate refusal gives its attempt back: only the accepted submit counts.
+    expect((await getTask(service, auth, taskId)).attempts).toBe(1);
   });
 
   test('when Kling is over its concurrency limit (429, code 1303), then the task is retried and succeeds', async () => {
@@ -136,6 +137,21 @@ describe('submit retries and failures (bearer key, fake Kling)', () => {
     const events = submitEvents(await eventsOf(service, auth, taskId));
     expect(events.map((e) => e.type)).toEqual(['submit_retry', 'submitted']);
     expect(events[0]!.detail).toMatchObject({ code: '1303', http_status: 429 });
+  });
+
+  test('when Kling refuses more times than KLING_MAX_ATTEMPTS for rate reasons only, then the task still succeeds: rate refusals use up no attempt', async () => {
+    const refusal = { status: 429, body: { code: 1302, message: 'rate limit exceeded', request_id: 'r' } };
+    service.fake!.scriptCreate(refusal, refusal, refusal, refusal, refusal);
+    const taskId = await submit(service, auth);
+
+    await service.waitForTask(taskId, (task) => task.status === 'succeed', 20_000);
+
+    expect(createsFor(service, taskId)).toHaveLength(6);
+    const task = await getTask(service, auth, taskId);
+    expect(task).toMatchObject({ status: 'succeed', attempts: 1, error: null });
+    const retries = submitEvents(await eventsOf(service, auth, taskId)).filter((e) => e.type === 'submit_retry');
+    expect(retries).toHaveLength(5);
+    expect(retries.every((e) => (e.detail as { rate_limited?: boolean }).rate_limited === true)).toBe(true);
   });
 
   test('when a proxy answers 503 with a non-JSON error page, then the task is retried and succeeds', async () => {

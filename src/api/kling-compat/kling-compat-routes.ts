@@ -19,7 +19,7 @@ export const MAX_PAGE_SIZE = 500;
 export const DEFAULT_PAGE_SIZE = 30;
 
 /** /v1's schema and field paths; only Kling's own example (refer image = frontal image) is let through. */
-const klingCreateRequestSchema = buildCreateTaskRequestSchema({ allowReferSameAsFrontal: true });
+export const klingCreateRequestSchema = buildCreateTaskRequestSchema({ allowReferSameAsFrontal: true });
 
 const pageField = (max: number, fallback: number) =>
   z.coerce

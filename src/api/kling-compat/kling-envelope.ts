@@ -1,8 +1,10 @@
+import { z } from 'zod';
 import type { TaskRecord } from '../../db/task-repository';
 import type { TaskStatus } from '../../tasks/task-status';
 
 /** Kling's `task_status` names; it has no `queued` or `canceled`. */
-export type KlingTaskStatus = 'submitted' | 'processing' | 'succeed' | 'failed';
+export const KLING_TASK_STATUSES = ['submitted', 'processing', 'succeed', 'failed'] as const;
+export type KlingTaskStatus = (typeof KLING_TASK_STATUSES)[number];
 
 /**
  * `queued` means accepted and waiting for its turn, which is what Kling's `submitted` says. A canceled
@@ -18,15 +20,19 @@ export const KLING_STATUS: Record<TaskStatus, KlingTaskStatus> = {
 };
 
 /** A task as Kling's query API shows it (NOTES-kling-api.md §2): millisecond timestamps. */
-export interface KlingTaskView {
-  task_id: string;
-  task_status: KlingTaskStatus;
-  task_status_msg: string;
-  task_info: { external_task_id?: string };
-  task_result: unknown;
-  created_at: number;
-  updated_at: number;
-}
+export const klingTaskViewSchema = z
+  .object({
+    task_id: z.string().meta({ description: 'Our task id' }),
+    task_status: z.enum(KLING_TASK_STATUSES),
+    task_status_msg: z.string().meta({ description: 'Empty unless the task failed (or was canceled)' }),
+    task_info: z.object({ external_task_id: z.string().optional() }),
+    task_result: z.unknown().meta({ description: '`{ elements: [...] }` once succeeded, `{}` before' }),
+    created_at: z.int().meta({ description: 'Unix time in milliseconds' }),
+    updated_at: z.int().meta({ description: 'Unix time in milliseconds' }),
+  })
+  .meta({ title: 'KlingTask' });
+
+export type KlingTaskView = z.infer<typeof klingTaskViewSchema>;
 
 /** Kling fills `task_status_msg` only to explain a failure; otherwise it is an empty string. */
 function statusMessage(task: TaskRecord): string {
@@ -48,6 +54,10 @@ export function toKlingTask(task: TaskRecord): KlingTaskView {
   };
 }
 
+/** Kling's success envelope around `data`. */
+export const klingSuccessSchema = <T extends z.ZodType>(data: T) =>
+  z.object({ code: z.literal(0), message: z.literal('SUCCEED'), request_id: z.string().meta({ description: 'Also the X-Request-Id of the answer' }), data });
+
 export interface KlingSuccess<T> {
   code: 0;
   message: 'SUCCEED';
@@ -55,10 +65,11 @@ export interface KlingSuccess<T> {
   data: T;
 }
 
-export interface KlingFailure {
-  code: number;
-  message: string;
-  request_id: string;
-}
+/** Kling's error envelope: a business code (1001, 1201, 5001…) and a message. */
+export const klingFailureSchema = z
+  .object({ code: z.int().meta({ description: "Kling's business code" }), message: z.string(), request_id: z.string() })
+  .meta({ title: 'KlingError' });
+
+export type KlingFailure = z.infer<typeof klingFailureSchema>;
 
 export const klingSuccess = <T>(requestId: string, data: T): KlingSuccess<T> => ({ code: 0, message: 'SUCCEED', request_id: requestId, data });

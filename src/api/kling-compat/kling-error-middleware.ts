@@ -37,9 +37,9 @@ const KLING_ERRORS: Record<ErrorCode, KlingError> = {
   INTERNAL: { httpStatus: 500, code: 5000 },
 };
 
-/** One id per request, in the answer's `request_id` and in the log lines about it. */
-export const assignRequestId: RequestHandler = (_req, res, next) => {
-  res.locals.klingRequestId = randomUUID();
+/** One id per request, in the answer's `request_id` and in the log lines about it: the X-Request-Id. */
+export const assignRequestId: RequestHandler = (req, res, next) => {
+  res.locals.klingRequestId = typeof req.id === 'string' ? req.id : randomUUID();
   next();
 };
 
@@ -66,11 +66,12 @@ export function klingErrorHandler(logger: Logger): ErrorRequestHandler {
     const appError = normalizeError(error);
     const requestId = klingRequestId(res);
     const logContext = { method: req.method, path: req.baseUrl + req.path, request_id: requestId };
+    const log = req.log ?? logger;
     if (appError.code === 'SERVICE_UNAVAILABLE') {
       res.set('Retry-After', String(RETRY_AFTER_SECONDS));
-      logger.warn({ ...logContext, reason: (error as Error)?.message }, 'dependency unavailable');
+      log.warn({ ...logContext, reason: (error as Error)?.message }, 'dependency unavailable');
     } else if (appError.status >= 500) {
-      logger.error({ ...logContext, err: error }, 'request failed');
+      log.error({ ...logContext, err: error }, 'request failed');
     }
     const { httpStatus, code, message } = toKlingError(appError, req);
     const body: KlingFailure = { code, message, request_id: requestId };

@@ -1,8 +1,9 @@
-import express, { type Router } from 'express';
+import express, { type RequestHandler, type Router } from 'express';
 import { Webhook } from 'standardwebhooks';
 import type { TaskRepository } from '../../db/task-repository';
 import { AppError } from '../../errors';
 import type { Logger } from '../../logger';
+import type { CallbackOutcome, Metrics } from '../../metrics/metrics';
 import { applyUpstreamUpdate, type ApplyUpdateDeps } from '../../tasks/apply-upstream-update';
 import { klingTaskSchema, parseJsonKeepingBigIds } from '../../upstream/kling-wire';
 import type { CallbackTokens } from '../../webhooks/callback-token';
@@ -14,6 +15,18 @@ export interface KlingWebhookDeps extends ApplyUpdateDeps {
   logger: Logger;
   /** When set, Kling's Standard Webhooks signature is checked as well as the URL token. */
   klingWebhookSecret?: string;
+  metrics?: Pick<Metrics, 'callbackReceived'>;
+}
+
+/** Counts every callback once its answer is sent: the handler names the outcome, errors count as rejected. */
+function countCallbacks(metrics: KlingWebhookDeps['metrics']): RequestHandler {
+  return (_req, res, next) => {
+    res.on('finish', () => {
+      const outcome = (res.locals.callbackOutcome as CallbackOutcome | undefined) ?? (res.statusCode >= 500 ? 'error' : 'rejected');
+      metrics?.callbackReceived(outcome);
+    });
+    next();
+  };
 }
 
 /**
@@ -24,6 +37,7 @@ export function klingWebhookRoutes(deps: KlingWebhookDeps): Router {
   const router = express.Router();
   const signature = deps.klingWebhookSecret ? new Webhook(deps.klingWebhookSecret) : undefined;
 
+  router.use(countCallbacks(deps.metrics));
   // Raw body: the signature covers the exact bytes, and big element ids must not pass through JSON.parse.
   router.post('/:task_id', express.text({ type: () => true, limit: '1mb' }), async (req, res) => {
     const taskId = req.params.task_id;
@@ -62,11 +76,13 @@ export function klingWebhookRoutes(deps: KlingWebhookDeps): Router {
         status: task.status,
         detail: { applied: false, reason: 'callback names another upstream task', upstream_task_id: snapshot.task_id },
       });
+      res.locals.callbackOutcome = 'rejected' satisfies CallbackOutcome;
       res.json({ received: true, applied: false });
       return;
     }
     const { outcome, task: after } = await applyUpstreamUpdate(deps, task, snapshot, 'callback');
-    deps.logger.info({ taskId, upstreamStatus: snapshot.task_status, outcome, status: after.status }, 'Kling callback');
+    res.locals.callbackOutcome = (outcome !== 'ignored' ? 'accepted' : after.status === snapshot.task_status ? 'duplicate' : 'stale') satisfies CallbackOutcome;
+    (req.log ?? deps.logger).info({ taskId, upstreamStatus: snapshot.task_status, outcome, status: after.status }, 'Kling callback');
     res.json({ received: true, applied: outcome === 'applied', status: after.status });
   });
 

@@ -19,7 +19,7 @@ const encodeCursor = (taskId: string): string => Buffer.from(taskId).toString('b
 const decodeCursor = (cursor: string): string => Buffer.from(cursor, 'base64url').toString('utf8');
 
 /** Optional; printable ASCII as in the IETF Idempotency-Key draft, so it can be logged and compared safely. */
-const idempotencyKeySchema = z
+export const idempotencyKeySchema = z
   .string()
   .min(1, 'must not be empty')
   .max(255, 'must not exceed 255 characters')

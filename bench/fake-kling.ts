@@ -1,0 +1,249 @@
+import { Agent, createServer, request, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { performance } from 'node:perf_hooks';
+
+/**
+ * The bench's upstream: a fast fake Kling, adapted from test/helpers/fake-kling.ts to stay cheap at
+ * 10,000+ tasks (maps instead of scans, nothing recorded per request). It accepts every create, answers
+ * at once, then calls back `processing` and `succeed` (with an element) on the task's callback_url. It
+ * runs as its own process (forked by the bench, talking over IPC), so its work and timers do not share
+ * an event loop with the load generator.
+ *
+ * Callback-to-visible latency: for each callback, the clock starts when the callback is sent; once the
+ * API has answered it, the fake GETs /v1/tasks/:id as a client would (with the bench tenant's key) until
+ * the task shows the reported status (or a later one); the clock stops at that answer.
+ */
+
+interface FakeTask {
+  task_id: string;
+  task_status: 'submitted' | 'processing' | 'succeed' | 'failed';
+  task_status_msg: string;
+  task_info: { external_task_id: string | null };
+  task_result: Record<string, unknown>;
+  created_at: number;
+  updated_at: number;
+  callbackUrl: string | null;
+  elementName: string;
+}
+
+export type FakeKlingCommand =
+  | { cmd: 'configure'; apiBaseUrl: string; apiKey: string; callbackDelayMs: number; measure: boolean }
+  | { cmd: 'reset' }
+  | { cmd: 'stats' }
+  | { cmd: 'stop' };
+
+export interface FakeKlingStats {
+  creates: number;
+  /** Creates that named an external_task_id already seen: the same task sent upstream twice. */
+  duplicateCreates: number;
+  gets: number;
+  callbacksSent: number;
+  /** Callbacks answered non-2xx or that failed at the socket. */
+  callbackErrors: number;
+  callbackErrorExamples: string[];
+  /** Callback sent → GET shows the status, ms. */
+  visibleMs: number[];
+  /** Visibility checks that never saw the status within VISIBLE_TIMEOUT_MS, or failed. */
+  visibleFailures: number;
+  pendingCallbacks: number;
+}
+
+export type FakeKlingMessage = { type: 'ready'; url: string } | { type: 'stats'; stats: FakeKlingStats } | { type: 'stopped' };
+
+const ELEMENTS_PATH = '/v1/general/advanced-custom-elements';
+const RANK: Record<string, number> = { queued: 0, submitted: 1, processing: 2, succeed: 3, failed: 3, canceled: 3 };
+const VISIBLE_TIMEOUT_MS = 10_000;
+
+class BenchFakeKling {
+  private readonly tasks = new Map<string, FakeTask>();
+  private readonly byExternalId = new Map<string, FakeTask>();
+  private nextId = 900_000_000_000_000_000n;
+  private readonly agent = new Agent({ keepAlive: true, maxSockets: Number.POSITIVE_INFINITY });
+  private readonly server = createServer((req, res) => void this.handle(req, res).catch(() => res.destroy()));
+  private apiBaseUrl = '';
+  private apiKey = '';
+  private callbackDelayMs = 0;
+  private measure = false;
+  stats: FakeKlingStats = BenchFakeKling.emptyStats();
+
+  static emptyStats(): FakeKlingStats {
+    return { creates: 0, duplicateCreates: 0, gets: 0, callbacksSent: 0, callbackErrors: 0, callbackErrorExamples: [], visibleMs: [], visibleFailures: 0, pendingCallbacks: 0 };
+  }
+
+  async start(): Promise<string> {
+    this.server.keepAliveTimeout = 60_000;
+    await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', resolve));
+    return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+  }
+
+  configure(command: Extract<FakeKlingCommand, { cmd: 'configure' }>): void {
+    this.apiBaseUrl = command.apiBaseUrl;
+    this.apiKey = command.apiKey;
+    this.callbackDelayMs = command.callbackDelayMs;
+    this.measure = command.measure;
+  }
+
+  reset(): void {
+    const pending = this.stats.pendingCallbacks;
+    this.stats = BenchFakeKling.emptyStats();
+    this.stats.pendingCallbacks = pending;
+  }
+
+  async stop(): Promise<void> {
+    this.server.closeAllConnections();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    this.agent.destroy();
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const chunks: Buffer[] = [];
+    for await (const chunk of req) chunks.push(chunk as Buffer);
+    const path = (req.url ?? '').split('?')[0] ?? '';
+    const send = (status: number, payload: unknown) => {
+      res.writeHead(status, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(payload));
+    };
+    if (req.method === 'POST' && path === ELEMENTS_PATH) {
+      const body = JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}');
+      const externalId: string | null = body.external_task_id || null;
+      if (externalId && this.byExternalId.has(externalId)) {
+        this.stats.duplicateCreates++;
+        return send(400, { code: 1201, message: `external_task_id ${externalId} already exists`, request_id: 'bench' });
+      }
+      const now = Date.now();
+      const task: FakeTask = {
+        task_id: String(this.nextId++),
+        task_status: 'submitted',
+        task_status_msg: '',
+        task_info: { external_task_id: externalId },
+        task_result: {},
+        created_at: now,
+        updated_at: now,
+        callbackUrl: body.callback_url ?? null,
+        elementName: String(body.element_name ?? ''),
+      };
+      this.tasks.set(task.task_id, task);
+      if (externalId) this.byExternalId.set(externalId, task);
+      this.stats.creates++;
+      send(200, { code: 0, message: 'SUCCEED', request_id: 'bench', data: this.view(task) });
+      this.stats.pendingCallbacks++;
+      void this.runCallbacks(task).finally(() => this.stats.pendingCallbacks--);
+      return;
+    }
+    if (req.method === 'GET' && path.startsWith(`${ELEMENTS_PATH}/`)) {
+      this.stats.gets++;
+      const id = decodeURIComponent(path.slice(ELEMENTS_PATH.length + 1));
+      const task = this.tasks.get(id) ?? this.byExternalId.get(id);
+      if (!task) return send(400, { code: 1201, message: 'Task not found by id/external id', request_id: 'bench' });
+      return send(200, { code: 0, message: 'SUCCEED', request_id: 'bench', data: this.view(task) });
+    }
+    send(404, { code: 1202, message: 'The requested method is invalid', request_id: 'bench' });
+  }
+
+  private view(task: FakeTask) {
+    const { callbackUrl: _url, elementName: _name, ...rest } = task;
+    return rest;
+  }
+
+  private async runCallbacks(task: FakeTask): Promise<void> {
+    if (!task.callbackUrl) return;
+    const wait = () => (this.callbackDelayMs > 0 ? new Promise((resolve) => setTimeout(resolve, this.callbackDelayMs)) : Promise.resolve());
+    await wait();
+    Object.assign(task, { task_status: 'processing', updated_at: Date.now() });
+    await this.callback(task);
+    await wait();
+    Object.assign(task, {
+      task_status: 'succeed',
+      updated_at: Date.now(),
+      task_result: { elements: [{ element_id: '987654321987654321', element_name: task.elementName, status: 'succeed', owned_by: '1' }] },
+    });
+    await this.callback(task);
+  }
+
+  private async callback(task: FakeTask): Promise<void> {
+    const status = task.task_status;
+    const started = performance.now();
+    this.stats.callbacksSent++;
+    try {
+      const answer = await this.http('POST', task.callbackUrl!, JSON.stringify(this.view(task)));
+      if (answer.status < 200 || answer.status > 299) throw new Error(`callback answered HTTP ${answer.status}: ${answer.body.slice(0, 200)}`);
+    } catch (error) {
+      this.stats.callbackErrors++;
+      if (this.stats.callbackErrorExamples.length < 5) this.stats.callbackErrorExamples.push((error as Error).message);
+      return;
+    }
+    // Measured off the callback path: the next callback does not wait for the client's view.
+    if (this.measure && task.task_info.external_task_id) void this.measureVisible(task.task_info.external_task_id, status, started);
+  }
+
+  private async measureVisible(taskId: string, status: string, started: number): Promise<void> {
+    const deadline = started + VISIBLE_TIMEOUT_MS;
+    try {
+      for (;;) {
+        const answer = await this.http('GET', `${this.apiBaseUrl}/v1/tasks/${encodeURIComponent(taskId)}`, undefined, { authorization: `Bearer ${this.apiKey}` });
+        if (answer.status === 200) {
+          const seen = (JSON.parse(answer.body) as { status: string }).status;
+          if ((RANK[seen] ?? -1) >= RANK[status]!) {
+            this.stats.visibleMs.push(performance.now() - started);
+            return;
+          }
+        }
+        if (performance.now() > deadline) throw new Error(`task ${taskId} never showed ${status}`);
+        await new Promise((resolve) => setTimeout(resolve, 1));
+      }
+    } catch {
+      this.stats.visibleFailures++;
+    }
+  }
+
+  private http(method: string, url: string, body?: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
+    return new Promise((resolve, reject) => {
+      const req = request(
+        url,
+        { method, agent: this.agent, headers: { ...headers, ...(body !== undefined ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } : {}) } },
+        (res) => {
+          let text = '';
+          res.setEncoding('utf8');
+          res.on('data', (chunk: string) => (text += chunk));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
+          res.on('error', reject);
+        },
+      );
+      req.setTimeout(30_000, () => req.destroy(new Error('timed out')));
+      req.on('error', reject);
+      req.end(body);
+    });
+  }
+}
+
+/** Child-process entry: `fork(dist/bench/fake-kling.js)`, then talk with FakeKlingCommand messages. */
+async function main(): Promise<void> {
+  const fake = new BenchFakeKling();
+  const url = await fake.start();
+  const reply = (message: FakeKlingMessage) => process.send?.(message);
+  process.on('message', (command: FakeKlingCommand) => {
+    switch (command.cmd) {
+      case 'configure':
+        fake.configure(command);
+        break;
+      case 'reset':
+        fake.reset();
+        break;
+      case 'stats':
+        reply({ type: 'stats', stats: fake.stats });
+        break;
+      case 'stop':
+        void fake.stop().finally(() => {
+          reply({ type: 'stopped' });
+          process.disconnect?.();
+          process.exit(0);
+        });
+        break;
+    }
+  });
+  // The bench died without saying stop: do not linger.
+  process.on('disconnect', () => process.exit(0));
+  reply({ type: 'ready', url });
+}
+
+if (require.main === module) void main();

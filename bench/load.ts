@@ -1,0 +1,254 @@
+import { Agent, request } from 'node:http';
+import { performance } from 'node:perf_hooks';
+
+/**
+ * A small HTTP load generator on node:http (llhttp) with keep-alive sockets: `connections` sockets,
+ * exact per-request latencies (no histogram bucketing), and three shapes of load:
+ * - closedLoop: each connection sends its next request as soon as the previous answer is read (peak);
+ * - fixedRate: requests scheduled at a constant rate, latency counted from the scheduled moment, so a
+ *   stalled server is not hidden by the generator waiting for it (no coordinated omission);
+ * - fixedCount: `count` requests as fast as `connections` allow (the burst).
+ */
+
+export interface LoadTarget {
+  /** Base URL, e.g. http://127.0.0.1:3000 */
+  baseUrl: string;
+  path: string;
+  method?: string;
+  headers?: Record<string, string>;
+  body?: string;
+}
+
+export interface LoadResult {
+  requests: number;
+  /** Answers outside 2xx plus requests that failed at the socket. */
+  errors: number;
+  statuses: Record<string, number>;
+  elapsedS: number;
+  rps: number;
+  latency: LatencySummary;
+  /** Raw latencies in ms, kept so that rounds can be merged exactly. */
+  samples: number[];
+  /** First few error descriptions. */
+  errorExamples: string[];
+  /** The Location header of each 2xx answer (fixedCount only). */
+  locations?: string[];
+}
+
+export interface LatencySummary {
+  count: number;
+  mean_ms: number;
+  p50_ms: number;
+  p90_ms: number;
+  p99_ms: number;
+  max_ms: number;
+}
+
+/** Nearest-rank percentile of an ascending array. */
+export function percentile(sorted: ArrayLike<number>, p: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  const rank = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[rank]!;
+}
+
+export function summarize(samples: number[]): LatencySummary {
+  const sorted = Float64Array.from(samples).sort();
+  let sum = 0;
+  for (const value of sorted) sum += value;
+  const round = (value: number) => Math.round(value * 100) / 100;
+  return {
+    count: sorted.length,
+    mean_ms: round(sorted.length ? sum / sorted.length : Number.NaN),
+    p50_ms: round(percentile(sorted, 50)),
+    p90_ms: round(percentile(sorted, 90)),
+    p99_ms: round(percentile(sorted, 99)),
+    max_ms: round(sorted.length ? sorted[sorted.length - 1]! : Number.NaN),
+  };
+}
+
+/** Merges results of the same target (A/B rounds) into one: total requests over total time, all samples. */
+export function mergeResults(results: LoadResult[]): LoadResult {
+  const samples = results.flatMap((r) => r.samples);
+  const statuses: Record<string, number> = {};
+  for (const r of results) for (const [status, n] of Object.entries(r.statuses)) statuses[status] = (statuses[status] ?? 0) + n;
+  const requests = results.reduce((n, r) => n + r.requests, 0);
+  const elapsedS = results.reduce((n, r) => n + r.elapsedS, 0);
+  return {
+    requests,
+    errors: results.reduce((n, r) => n + r.errors, 0),
+    statuses,
+    elapsedS,
+    rps: elapsedS > 0 ? requests / elapsedS : 0,
+    latency: summarize(samples),
+    samples,
+    errorExamples: results.flatMap((r) => r.errorExamples).slice(0, 5),
+  };
+}
+
+class Recorder {
+  requests = 0;
+  errors = 0;
+  statuses: Record<string, number> = {};
+  samples: number[] = [];
+  errorExamples: string[] = [];
+  locations: string[] | undefined;
+
+  constructor(keepLocations = false) {
+    if (keepLocations) this.locations = [];
+  }
+
+  ok(status: number, latencyMs: number, location: string | undefined): void {
+    this.requests++;
+    this.statuses[status] = (this.statuses[status] ?? 0) + 1;
+    this.samples.push(latencyMs);
+    if (status < 200 || status > 299) {
+      this.errors++;
+      if (this.errorExamples.length < 5) this.errorExamples.push(`HTTP ${status}`);
+    } else if (this.locations && location) {
+      this.locations.push(location);
+    }
+  }
+
+  failed(error: Error, latencyMs: number): void {
+    this.requests++;
+    this.errors++;
+    this.statuses.error = (this.statuses.error ?? 0) + 1;
+    this.samples.push(latencyMs);
+    if (this.errorExamples.length < 5) this.errorExamples.push(error.message);
+  }
+
+  result(elapsedS: number): LoadResult {
+    return {
+      requests: this.requests,
+      errors: this.errors,
+      statuses: this.statuses,
+      elapsedS,
+      rps: elapsedS > 0 ? this.requests / elapsedS : 0,
+      latency: summarize(this.samples),
+      samples: this.samples,
+      errorExamples: this.errorExamples,
+      ...(this.locations ? { locations: this.locations } : {}),
+    };
+  }
+}
+
+/** Keeps one request's answer body out of memory and resolves with the status once it is fully read. */
+function sender(target: LoadTarget, connections: number) {
+  const url = new URL(target.baseUrl);
+  const agent = new Agent({ keepAlive: true, maxSockets: connections, maxFreeSockets: connections });
+  const body = target.body === undefined ? undefined : Buffer.from(target.body);
+  const headers: Record<string, string | number> = { ...target.headers };
+  if (body) headers['content-length'] = body.length;
+  const options = { agent, host: url.hostname, port: url.port, method: target.method ?? 'POST', path: target.path, headers };
+  const send = (): Promise<{ status: number; location: string | undefined }> =>
+    new Promise((resolve, reject) => {
+      const req = request(options, (res) => {
+        res.on('error', reject);
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, location: res.headers.location }));
+        res.resume();
+      });
+      req.on('error', reject);
+      req.end(body);
+    });
+  return { send, close: () => agent.destroy() };
+}
+
+export interface RunControl {
+  /** Called about every 250 ms with requests done so far. */
+  onProgress?: (done: number, elapsedS: number) => void;
+}
+
+function progressTimer(recorder: Recorder, started: number, control: RunControl): NodeJS.Timeout | undefined {
+  if (!control.onProgress) return undefined;
+  return setInterval(() => control.onProgress!(recorder.requests, (performance.now() - started) / 1000), 250);
+}
+
+/** `connections` loops, each sending its next request when the previous one is answered, for `durationS`. */
+export async function closedLoop(target: LoadTarget, opts: { connections: number; durationS: number } & RunControl): Promise<LoadResult> {
+  const { send, close } = sender(target, opts.connections);
+  const recorder = new Recorder();
+  const started = performance.now();
+  const deadline = started + opts.durationS * 1000;
+  const timer = progressTimer(recorder, started, opts);
+  const loop = async () => {
+    while (performance.now() < deadline) {
+      const t0 = performance.now();
+      try {
+        const { status, location } = await send();
+        recorder.ok(status, performance.now() - t0, location);
+      } catch (error) {
+        recorder.failed(error as Error, performance.now() - t0);
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: opts.connections }, loop));
+  const elapsedS = (performance.now() - started) / 1000;
+  if (timer) clearInterval(timer);
+  close();
+  return recorder.result(elapsedS);
+}
+
+/** `count` requests over `connections` loops, as fast as they are answered; keeps each 2xx's Location. */
+export async function fixedCount(target: LoadTarget, opts: { connections: number; count: number } & RunControl): Promise<LoadResult> {
+  const { send, close } = sender(target, opts.connections);
+  const recorder = new Recorder(true);
+  const started = performance.now();
+  const timer = progressTimer(recorder, started, opts);
+  let issued = 0;
+  const loop = async () => {
+    while (issued < opts.count) {
+      issued++;
+      const t0 = performance.now();
+      try {
+        const { status, location } = await send();
+        recorder.ok(status, performance.now() - t0, location);
+      } catch (error) {
+        recorder.failed(error as Error, performance.now() - t0);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(opts.connections, opts.count) }, loop));
+  const elapsedS = (performance.now() - started) / 1000;
+  if (timer) clearInterval(timer);
+  close();
+  return recorder.result(elapsedS);
+}
+
+/**
+ * Requests at `rate` per second for `durationS` over at most `connections` sockets (requests wait for a
+ * free socket, as a client's would). Latency runs from the moment a request was due, not sent.
+ */
+export async function fixedRate(target: LoadTarget, opts: { connections: number; rate: number; durationS: number } & RunControl): Promise<LoadResult> {
+  const { send, close } = sender(target, opts.connections);
+  const recorder = new Recorder();
+  const started = performance.now();
+  const total = Math.max(1, Math.floor(opts.rate * opts.durationS));
+  const intervalMs = 1000 / opts.rate;
+  const timer = progressTimer(recorder, started, opts);
+  const inFlight = new Set<Promise<void>>();
+  let next = 0;
+  await new Promise<void>((resolve) => {
+    const tick = () => {
+      const now = performance.now();
+      while (next < total && started + next * intervalMs <= now) {
+        const due = started + next * intervalMs;
+        next++;
+        const p = send().then(
+          ({ status, location }) => recorder.ok(status, performance.now() - due, location),
+          (error: Error) => recorder.failed(error, performance.now() - due),
+        );
+        inFlight.add(p);
+        void p.finally(() => inFlight.delete(p));
+      }
+      if (next >= total) resolve();
+      else setTimeout(tick, Math.max(0, Math.min(1, started + next * intervalMs - performance.now())));
+    };
+    tick();
+  });
+  await Promise.all(inFlight);
+  const elapsedS = (performance.now() - started) / 1000;
+  if (timer) clearInterval(timer);
+  close();
+  return recorder.result(elapsedS);
+}

@@ -1,0 +1,559 @@
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
+import { Client } from 'pg';
+import { parseConfig } from '../src/config';
+import { migrate } from '../src/db/migrate';
+import { createDb } from '../src/db/prisma';
+import { createTenantRepository } from '../src/db/tenant-repository';
+import { bullPrefix, SUBMIT_QUEUE } from '../src/queue/queues';
+import { closedLoop, fixedCount, fixedRate, mergeResults, summarize, type LoadResult, type LoadTarget } from './load';
+import { parseOptions, ROOT, type BenchOptions } from './options';
+import { cpuSeconds, FakeKlingChild, freePort, rssMb, ServiceChild, sleep } from './processes';
+import { fmt, Progress, table } from './report';
+
+/**
+ * `npm run bench`: the service's submit path against the physical floor, then a burst end to end.
+ * See bench/README.md for what is measured, how, and the numbers.
+ */
+
+const DIST = path.join(ROOT, 'dist');
+
+/** A typical create request: Kling's image_refer example with URLs. */
+const TASK_BODY = JSON.stringify({
+  element_name: 'Bench hero',
+  element_description: 'A subject created by the benchmark',
+  reference_type: 'image_refer',
+  element_image_list: {
+    frontal_image: 'https://example.com/bench/hero-front.png',
+    refer_images: [{ image_url: 'https://example.com/bench/hero-side.png' }],
+  },
+  tag_list: [{ tag_id: 'o_102' }],
+});
+
+/** Postgres backends serving one application_name: pid → CPU seconds so far. */
+async function backendCpu(pg: Client, applicationName: string): Promise<Map<number, number>> {
+  const { rows } = await pg.query<{ pid: number }>('SELECT pid FROM pg_stat_activity WHERE application_name = $1', [applicationName]);
+  return new Map(rows.map((row) => [row.pid, cpuSeconds(row.pid, 'all', false)]));
+}
+
+const cpuDelta = (before: Map<number, number>, after: Map<number, number>): number =>
+  [...after].reduce((sum, [pid, cpu]) => sum + (Number.isFinite(cpu) ? cpu - (before.get(pid) ?? 0) : 0), 0);
+
+/** The database URL with an application_name, so each process's Postgres backends can be told apart. */
+const withApplicationName = (databaseUrl: string, name: string): string => {
+  const url = new URL(databaseUrl);
+  url.searchParams.set('application_name', name);
+  return url.toString();
+};
+
+interface SubmitFigures {
+  rps: number;
+  requests: number;
+  errors: number;
+  latency: ReturnType<typeof summarize>;
+  /** CPU of the server process per request, ms. */
+  cpu_ms_per_request: number;
+  /** CPU of the server process while loaded, in cores (1 = one core busy all the time). */
+  cpu_cores: number;
+  /** Share of that CPU spent in the kernel (socket I/O). */
+  cpu_system_share: number;
+  /** CPU of the Postgres backends serving that server, per request, ms. */
+  postgres_cpu_ms_per_request: number;
+  rounds: { rps: number; p50_ms: number; p99_ms: number }[];
+  error_examples: string[];
+}
+
+interface RateFigures {
+  target_rps: number;
+  rps: number;
+  requests: number;
+  errors: number;
+  latency: ReturnType<typeof summarize>;
+}
+
+const round2 = (value: number): number => Math.round(value * 100) / 100;
+
+async function main(): Promise<void> {
+  const options = parseOptions();
+  const progress = new Progress();
+  const startedAt = new Date();
+  const stamp = startedAt.toISOString().replace(/[:.]/g, '-');
+  const runId = `${process.pid}_${randomBytes(3).toString('hex')}`;
+  const dbName = `ket_bench_${runId}`;
+  const queuePrefix = `ket-bench-${runId}`;
+  const databaseUrl = (() => {
+    const url = new URL(options.adminDatabaseUrl);
+    url.pathname = `/${dbName}`;
+    return url.toString();
+  })();
+  const logDir = mkdtempSync(path.join(tmpdir(), 'ket-bench-'));
+  const poolSize = options.poolSize ?? parseConfig({}).databasePoolSize;
+  const machine = {
+    cpus: cpus().length,
+    cpu_model: cpus()[0]?.model ?? 'unknown',
+    total_mem_mb: Math.round(totalmem() / 2 ** 20),
+    node: process.version,
+    platform: process.platform,
+    // The machine may be shared: its load says how much the figures can be trusted.
+    load_average_at_start: loadavg().map((value) => round2(value)),
+  };
+
+  console.log(
+    `kling-element-tracker bench — ${machine.cpus} × ${machine.cpu_model}, node ${machine.node}, load average ${machine.load_average_at_start.join(' ')}${options.quick ? ' (quick mode: smoke sizes, figures not meaningful)' : ''}`,
+  );
+  console.log(
+    `submit: ${options.connections} connections, warm-up ${options.warmupS} s, ${options.rounds} × ${options.durationS} s per target (A/B interleaved), half-peak ${options.halfDurationS} s · burst: ${options.burst} tasks over ${options.burstConnections} connections · pool ${poolSize}, KLING_CONCURRENCY ${options.klingConcurrency}`,
+  );
+
+  let succeeded = false;
+  const cleanup: (() => Promise<void>)[] = [];
+  const runCleanup = async () => {
+    for (const step of cleanup.reverse()) await step().catch((error) => console.error(`clean-up: ${(error as Error).message}`));
+    cleanup.length = 0;
+  };
+  const onSignal = () => {
+    progress.log('interrupted: cleaning up');
+    void runCleanup().finally(() => process.exit(130));
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+
+  try {
+    // --- Own database and queue prefix
+    progress.update(`setting up database ${dbName}`);
+    await migrate(databaseUrl);
+    cleanup.push(async () => {
+      if (options.keepDatabase) return void console.log(`kept database ${dbName}`);
+      const admin = new Client({ connectionString: options.adminDatabaseUrl });
+      await admin.connect();
+      await admin.query(`DROP DATABASE IF EXISTS "${dbName}" WITH (FORCE)`).finally(() => admin.end());
+    });
+    const redis = new Redis(options.redisUrl, { maxRetriesPerRequest: null });
+    cleanup.push(async () => {
+      // Everything BullMQ stored under our prefix (the machine's Redis is shared).
+      let cursor = '0';
+      do {
+        const [next, keys] = await redis.scan(cursor, 'MATCH', `${bullPrefix(queuePrefix)}:*`, 'COUNT', 1000);
+        cursor = next;
+        if (keys.length) await redis.del(...keys);
+      } while (cursor !== '0');
+      redis.disconnect();
+    });
+    const { apiKey, tenantId } = await (async () => {
+      const db = createDb(databaseUrl, 1);
+      try {
+        const created = await createTenantRepository(db).createApiKey('bench');
+        const tenant = await db.tenant.findUniqueOrThrow({ where: { name: 'bench' } });
+        return { apiKey: created.apiKey, tenantId: tenant.id };
+      } finally {
+        await db.$disconnect();
+      }
+    })();
+    const pg = new Client({ connectionString: databaseUrl });
+    await pg.connect();
+    cleanup.push(() => pg.end());
+
+    // --- Processes: fake Kling, API, worker, floor
+    progress.update('starting fake Kling, API, worker and floor');
+    const fake = new FakeKlingChild();
+    await fake.start();
+    cleanup.push(() => fake.stop());
+    const apiPort = await freePort();
+    const apiUrl = `http://127.0.0.1:${apiPort}`;
+    const serviceEnv: Record<string, string> = {
+      NODE_ENV: 'production',
+      LOG_LEVEL: options.logLevel,
+      DATABASE_URL: withApplicationName(databaseUrl, 'ket-bench-api'),
+      ...(options.poolSize ? { DATABASE_POOL_SIZE: String(options.poolSize) } : {}),
+      REDIS_URL: options.redisUrl,
+      QUEUE_PREFIX: queuePrefix,
+      PUBLIC_BASE_URL: apiUrl,
+      KLING_BASE_URL: fake.url,
+      KLING_API_KEY: 'bench-kling-key',
+      KLING_CONCURRENCY: String(options.klingConcurrency),
+      // The fake upstream must not be the bottleneck: no create rate limit to speak of.
+      KLING_RATE_LIMIT_MAX: '1000000',
+      KLING_RATE_LIMIT_DURATION_MS: '1000',
+      WEBHOOK_SIGNING_SECRET: randomBytes(24).toString('base64url'),
+      ...options.serviceEnv,
+    };
+    const profArgs = (name: string): string[] => {
+      if (!options.cpuProfDir) return [];
+      mkdirSync(options.cpuProfDir, { recursive: true });
+      return ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfDir}`, `--cpu-prof-name=${name}-${stamp}.cpuprofile`];
+    };
+    const api = new ServiceChild('api', path.join(DIST, 'src', 'start-api.js'), { ...serviceEnv, PORT: String(apiPort) }, path.join(logDir, 'api.log'), profArgs('api'));
+    const worker = new ServiceChild(
+      'worker',
+      path.join(DIST, 'src', 'start-worker.js'),
+      { ...serviceEnv, DATABASE_URL: withApplicationName(databaseUrl, 'ket-bench-worker') },
+      path.join(logDir, 'worker.log'),
+      profArgs('worker'),
+    );
+    const floorPort = await freePort();
+    const floorUrl = `http://127.0.0.1:${floorPort}`;
+    const floor = new ServiceChild(
+      'floor',
+      path.join(DIST, 'bench', 'floor-server.js'),
+      { DATABASE_URL: withApplicationName(databaseUrl, 'ket-bench-floor'), DATABASE_POOL_SIZE: String(poolSize), REDIS_URL: options.redisUrl, QUEUE_PREFIX: queuePrefix, FLOOR_TENANT_ID: tenantId, PORT: String(floorPort) },
+      path.join(logDir, 'floor.log'),
+    );
+    for (const child of [api, worker, floor]) cleanup.push(() => child.stop());
+    // One at a time: each runs the migrations at start (under an advisory lock) and resolves the signing secret.
+    api.start();
+    await api.waitHealthy(apiUrl);
+    worker.start();
+    await worker.waitForLog('worker running');
+    floor.start();
+    await floor.waitHealthy(floorUrl);
+    fake.send({ cmd: 'configure', apiBaseUrl: apiUrl, apiKey, callbackDelayMs: options.callbackDelayMs, measure: false });
+
+    const headers = { 'content-type': 'application/json', authorization: `Bearer ${apiKey}` };
+    const ours: LoadTarget = { baseUrl: apiUrl, path: '/v1/tasks', headers, body: TASK_BODY };
+    const floorTarget: LoadTarget = { baseUrl: floorUrl, path: '/v1/tasks', headers, body: TASK_BODY };
+
+    const result: Record<string, unknown> = {
+      version: 1,
+      started_at: startedAt.toISOString(),
+      quick: options.quick,
+      machine,
+      settings: {
+        connections: options.connections,
+        warmup_s: options.warmupS,
+        duration_s: options.durationS,
+        rounds: options.rounds,
+        half_duration_s: options.halfDurationS,
+        burst: options.burst,
+        burst_connections: options.burstConnections,
+        callback_delay_ms: options.callbackDelayMs,
+        kling_concurrency: options.klingConcurrency,
+        database_pool_size: poolSize,
+        log_level: options.logLevel,
+        service_env: options.serviceEnv,
+        cpu_prof_dir: options.cpuProfDir ?? null,
+      },
+    };
+
+    // --- 1 and 2: submit path vs floor, A/B interleaved
+    if (options.phases.submit) {
+      // Submits pile up unprocessed during this phase: the worker must not compete for the CPU (the
+      // floor's jobs have no consumer either). They are thrown away before the burst.
+      const submitQueue = new Queue(SUBMIT_QUEUE, { connection: redis, prefix: bullPrefix(queuePrefix) });
+      await submitQueue.pause();
+      const run = async (label: string, target: LoadTarget, durationS: number, server: ServiceChild) => {
+        const applicationName = `ket-bench-${server.name}`;
+        const pgBefore = await backendCpu(pg, applicationName);
+        const cpuBefore = cpuSeconds(server.pid);
+        const sysBefore = cpuSeconds(server.pid, 'system');
+        const outcome = await closedLoop(target, {
+          connections: options.connections,
+          durationS,
+          onProgress: (done, elapsed) => progress.update(`${label}: ${done} requests, ${fmt(done / elapsed, 0)}/s, ${fmt(elapsed, 1)}/${durationS} s`),
+        });
+        const cpuS = cpuSeconds(server.pid) - cpuBefore;
+        const sysS = cpuSeconds(server.pid, 'system') - sysBefore;
+        return { outcome, cpuS, sysS, pgS: cpuDelta(pgBefore, await backendCpu(pg, applicationName)) };
+      };
+      if (options.warmupS > 0) {
+        await run('warm-up ours', ours, options.warmupS, api);
+        await run('warm-up floor', floorTarget, options.warmupS, floor);
+      }
+      const oursRounds: LoadResult[] = [];
+      const floorRounds: LoadResult[] = [];
+      let oursCpu = 0;
+      let floorCpu = 0;
+      let oursSys = 0;
+      let floorSys = 0;
+      let oursPg = 0;
+      let floorPg = 0;
+      for (let round = 1; round <= options.rounds; round++) {
+        const order = round % 2 === 1 ? (['ours', 'floor'] as const) : (['floor', 'ours'] as const);
+        for (const which of order) {
+          const { outcome, cpuS, sysS, pgS } = await run(`round ${round}/${options.rounds} ${which}`, which === 'ours' ? ours : floorTarget, options.durationS, which === 'ours' ? api : floor);
+          (which === 'ours' ? oursRounds : floorRounds).push(outcome);
+          if (which === 'ours') {
+            oursCpu += cpuS;
+            oursSys += sysS;
+            oursPg += pgS;
+          } else {
+            floorCpu += cpuS;
+            floorSys += sysS;
+            floorPg += pgS;
+          }
+          progress.log(`round ${round} ${which.padEnd(5)} ${fmt(outcome.rps, 0)} req/s  p50 ${fmt(outcome.latency.p50_ms, 2)} ms  p99 ${fmt(outcome.latency.p99_ms, 2)} ms  errors ${outcome.errors}`);
+        }
+      }
+      const figures = (rounds: LoadResult[], cpuS: number, sysS: number, pgS: number): SubmitFigures => {
+        const merged = mergeResults(rounds);
+        return {
+          rps: round2(merged.rps),
+          requests: merged.requests,
+          errors: merged.errors,
+          latency: merged.latency,
+          cpu_ms_per_request: Math.round(((cpuS * 1000) / Math.max(1, merged.requests)) * 1000) / 1000,
+          cpu_cores: round2(cpuS / Math.max(merged.elapsedS, 0.001)),
+          cpu_system_share: round2(sysS / Math.max(cpuS, 0.001)),
+          postgres_cpu_ms_per_request: Math.round(((pgS * 1000) / Math.max(1, merged.requests)) * 1000) / 1000,
+          rounds: rounds.map((r) => ({ rps: round2(r.rps), p50_ms: r.latency.p50_ms, p99_ms: r.latency.p99_ms })),
+          error_examples: merged.errorExamples,
+        };
+      };
+      const oursFigures = figures(oursRounds, oursCpu, oursSys, oursPg);
+      const floorFigures = figures(floorRounds, floorCpu, floorSys, floorPg);
+
+      // Half of each one's measured peak, as a fixed arrival rate.
+      const half = async (label: string, target: LoadTarget, peak: number): Promise<RateFigures> => {
+        const rate = Math.max(1, peak / 2);
+        const outcome = await fixedRate(target, {
+          connections: options.connections,
+          rate,
+          durationS: options.halfDurationS,
+          onProgress: (done, elapsed) => progress.update(`${label} at ${fmt(rate, 0)}/s: ${done} requests, ${fmt(elapsed, 1)}/${options.halfDurationS} s`),
+        });
+        progress.log(`half-peak ${label.padEnd(5)} ${fmt(outcome.rps, 0)} req/s (target ${fmt(rate, 0)})  p50 ${fmt(outcome.latency.p50_ms, 2)} ms  p99 ${fmt(outcome.latency.p99_ms, 2)} ms  errors ${outcome.errors}`);
+        return { target_rps: round2(rate), rps: round2(outcome.rps), requests: outcome.requests, errors: outcome.errors, latency: outcome.latency };
+      };
+      const halfOurs = await half('ours', ours, oursFigures.rps);
+      const halfFloor = await half('floor', floorTarget, floorFigures.rps);
+      result.submit = {
+        ours: oursFigures,
+        floor: floorFigures,
+        ratio: round2((oursFigures.rps / floorFigures.rps) * 1000) / 1000,
+        half_peak: { ours: halfOurs, floor: halfFloor },
+      };
+
+      progress.update('discarding the submit phase (jobs and rows) before the burst');
+      await submitQueue.drain(true);
+      await new Queue('floor-submit', { connection: redis, prefix: bullPrefix(queuePrefix) }).obliterate({ force: true });
+      await pg.query('TRUNCATE tasks CASCADE');
+      await pg.query('VACUUM ANALYZE tasks');
+      await pg.query('VACUUM ANALYZE task_events');
+      await submitQueue.resume();
+    }
+
+    // --- 3 and 4: the burst, end to end, and memory
+    if (options.phases.burst) {
+      fake.send({ cmd: 'configure', apiBaseUrl: apiUrl, apiKey, callbackDelayMs: options.callbackDelayMs, measure: true });
+      fake.send({ cmd: 'reset' });
+      await sleep(500);
+      const rss = { api: [] as number[], worker: [] as number[] };
+      const sampleRss = () => {
+        rss.api.push(rssMb(api.pid));
+        rss.worker.push(rssMb(worker.pid));
+      };
+      const before = { api: rssMb(api.pid), worker: rssMb(worker.pid) };
+      const cpuBefore = { api: cpuSeconds(api.pid), worker: cpuSeconds(worker.pid) };
+      const t0 = Date.now();
+      const started = performance.now();
+      let counts: Record<string, number> = {};
+      let submitted = 0;
+      let submitDone = false;
+      const poll = async () => {
+        const rows = await pg.query<{ status: string; n: string }>('SELECT status::text AS status, count(*) AS n FROM tasks GROUP BY status');
+        counts = Object.fromEntries(rows.rows.map((row) => [row.status, Number(row.n)]));
+      };
+      const show = () => {
+        const c = counts;
+        progress.update(
+          `burst ${fmt((performance.now() - started) / 1000, 1)} s: posted ${submitted}/${options.burst}${submitDone ? ' ✓' : ''} · queued ${c.queued ?? 0} submitted ${c.submitted ?? 0} processing ${c.processing ?? 0} succeed ${c.succeed ?? 0} failed ${c.failed ?? 0} · RSS api ${fmt(rss.api.at(-1), 0)} MB worker ${fmt(rss.worker.at(-1), 0)} MB`,
+        );
+      };
+      let monitoring = true;
+      const monitor = (async () => {
+        while (monitoring) {
+          sampleRss();
+          await poll().catch(() => undefined);
+          show();
+          await sleep(250);
+        }
+      })();
+      const burst = await fixedCount(ours, { connections: options.burstConnections, count: options.burst, onProgress: (done) => (submitted = done) });
+      submitted = burst.requests;
+      submitDone = true;
+      const accepted = burst.locations?.length ?? 0;
+      const deadline = Date.now() + options.burstTimeoutS * 1000;
+      for (;;) {
+        await poll();
+        const finished = (counts.succeed ?? 0) + (counts.failed ?? 0) + (counts.canceled ?? 0);
+        if (finished >= accepted || Date.now() > deadline) break;
+        await sleep(50);
+      }
+      const detectedS = (performance.now() - started) / 1000;
+      const cpuAfterBurst = { api: cpuSeconds(api.pid), worker: cpuSeconds(worker.pid) };
+      // Let the last visibility checks finish.
+      for (let i = 0; i < 200; i++) {
+        const stats = await fake.stats();
+        const measured = stats.visibleMs.length + stats.visibleFailures;
+        if (stats.pendingCallbacks === 0 && measured >= stats.callbacksSent - stats.callbackErrors) break;
+        await sleep(50);
+      }
+      const fakeStats = await fake.stats();
+      progress.update(`burst done; settling ${options.settleS} s for the "after" memory sample`);
+      const settleEnd = Date.now() + options.settleS * 1000;
+      while (Date.now() < settleEnd) {
+        await sleep(250);
+        sampleRss();
+      }
+      monitoring = false;
+      await monitor;
+      const after = { api: rssMb(api.pid), worker: rssMb(worker.pid) };
+
+      const ids = (burst.locations ?? []).map((location) => location.split('/').pop() ?? '');
+      const check = await pg.query<{ found: string; succeed: string }>(
+        `SELECT count(*) AS found, count(*) FILTER (WHERE status = 'succeed') AS succeed FROM tasks WHERE id = ANY($1::text[])`,
+        [ids],
+      );
+      const times = await pg.query<{ first_created: Date; first_submitted: Date; last_submitted: Date; last_completed: Date }>(
+        `SELECT min(created_at) AS first_created, min(submitted_at) AS first_submitted, max(submitted_at) AS last_submitted, max(completed_at) AS last_completed FROM tasks`,
+      );
+      const t = times.rows[0]!;
+      const found = Number(check.rows[0]!.found);
+      const succeed = Number(check.rows[0]!.succeed);
+      const allSucceededS = t.last_completed ? (t.last_completed.getTime() - t0) / 1000 : Number.NaN;
+      const workerSpanS = t.first_submitted && t.last_submitted ? (t.last_submitted.getTime() - t.first_submitted.getTime()) / 1000 : Number.NaN;
+      const visible = summarize(fakeStats.visibleMs);
+      const complete = succeed === options.burst;
+      const peak = { api: Math.max(before.api, ...rss.api.filter(Number.isFinite)), worker: Math.max(before.worker, ...rss.worker.filter(Number.isFinite)) };
+      const memory = (which: 'api' | 'worker') => ({
+        before_mb: round2(before[which]),
+        peak_mb: round2(peak[which]),
+        after_mb: round2(after[which]),
+        after_vs_before: round2((after[which] / before[which]) * 1000) / 1000,
+      });
+      result.burst = {
+        tasks: options.burst,
+        connections: options.burstConnections,
+        posted: burst.requests,
+        accepted,
+        submit_errors: burst.errors,
+        submit_error_examples: burst.errorExamples,
+        submit_s: round2(burst.elapsedS),
+        submit_rps: round2(burst.rps),
+        submit_latency: burst.latency,
+        complete,
+        all_succeeded_s: complete ? round2(allSucceededS) : null,
+        detected_after_s: round2(detectedS),
+        e2e_tasks_per_s: complete ? round2(options.burst / allSucceededS) : null,
+        worker_tasks_per_s: round2(accepted / Math.max(workerSpanS, 0.001)),
+        succeeded: succeed,
+        not_succeeded: accepted - succeed,
+        lost: accepted - found,
+        status_counts: counts,
+        upstream_creates: fakeStats.creates,
+        duplicate_upstream_creates: fakeStats.duplicateCreates,
+        callbacks_sent: fakeStats.callbacksSent,
+        callback_errors: fakeStats.callbackErrors,
+        callback_error_examples: fakeStats.callbackErrorExamples,
+        callback_to_visible: { ...visible, failures: fakeStats.visibleFailures },
+        cpu_s: { api: round2(cpuAfterBurst.api - cpuBefore.api), worker: round2(cpuAfterBurst.worker - cpuBefore.worker) },
+      };
+      result.memory = { api: memory('api'), worker: memory('worker') };
+      progress.log(
+        `burst: ${accepted}/${options.burst} accepted in ${fmt(burst.elapsedS, 2)} s, ${succeed} succeed after ${fmt(allSucceededS, 2)} s; callback→visible p50 ${fmt(visible.p50_ms, 2)} ms p99 ${fmt(visible.p99_ms, 2)} ms`,
+      );
+    }
+
+    (result.machine as Json).load_average_at_end = loadavg().map((value) => round2(value));
+    result.targets = evaluateTargets(result);
+    result.finished_at = new Date().toISOString();
+    progress.clear();
+    printTables(result);
+    mkdirSync(options.resultsDir, { recursive: true });
+    const file = path.join(options.resultsDir, `${stamp}.json`);
+    writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
+    console.log(`\nresults: ${path.relative(process.cwd(), file) || file}`);
+    if (options.cpuProfDir) console.log(`CPU profiles (written when API and worker exit): ${options.cpuProfDir}`);
+    succeeded = true;
+  } finally {
+    progress.update('cleaning up');
+    await runCleanup();
+    progress.clear();
+    if (succeeded) rmSync(logDir, { recursive: true, force: true });
+    else console.error(`service logs kept in ${logDir}`);
+  }
+}
+
+type Json = Record<string, any>;
+
+function evaluateTargets(result: Json): Json {
+  const targets: Json = {};
+  const submit = result.submit as Json | undefined;
+  if (submit) {
+    targets.throughput_ratio_at_least_0_70 = { value: submit.ratio, met: submit.ratio >= 0.7 };
+    targets.half_peak_p99_under_20_ms = { value: submit.half_peak.ours.latency.p99_ms, met: submit.half_peak.ours.latency.p99_ms < 20 };
+  }
+  const burst = result.burst as Json | undefined;
+  if (burst) {
+    targets.callback_to_visible_p99_under_50_ms = { value: burst.callback_to_visible.p99_ms, met: burst.callback_to_visible.p99_ms < 50 && burst.callback_to_visible.failures === 0 };
+    const clean = burst.complete && burst.submit_errors === 0 && burst.lost === 0 && burst.callback_errors === 0 && burst.duplicate_upstream_creates === 0;
+    targets.burst_complete_no_errors_no_loss = { value: `${burst.succeeded}/${burst.tasks} succeed, ${burst.lost} lost, ${burst.submit_errors + burst.callback_errors} errors`, met: clean };
+    const memory = result.memory as Json;
+    targets.rss_after_within_20_percent = {
+      value: `api ×${memory.api.after_vs_before}, worker ×${memory.worker.after_vs_before}`,
+      met: memory.api.after_vs_before <= 1.2 && memory.worker.after_vs_before <= 1.2,
+    };
+  }
+  return targets;
+}
+
+function printTables(result: Json): void {
+  const submit = result.submit as Json | undefined;
+  if (submit) {
+    const row = (name: string, f: Json, h: Json) => [name, fmt(f.rps, 0), fmt(f.latency.p50_ms, 2), fmt(f.latency.p99_ms, 2), fmt(f.cpu_ms_per_request, 3), fmt(f.cpu_cores, 2), fmt(f.postgres_cpu_ms_per_request, 3), f.errors, fmt(h.rps, 0), fmt(h.latency.p50_ms, 2), fmt(h.latency.p99_ms, 2)];
+    console.log(`\nSubmit: POST /v1/tasks, ${result.settings.connections} connections, ${result.settings.rounds} × ${result.settings.duration_s} s per target, A/B interleaved`);
+    console.log(
+      table(
+        ['', 'req/s', 'p50 ms', 'p99 ms', 'CPU ms/req', 'cores', 'PG CPU ms/req', 'errors', 'half-peak req/s', 'p50 ms', 'p99 ms'],
+        [row('ours (API)', submit.ours, submit.half_peak.ours), row('floor', submit.floor, submit.half_peak.floor)],
+      ),
+    );
+    console.log(`ratio = ours / floor = ${fmt(submit.ratio, 3)}`);
+  }
+  const burst = result.burst as Json | undefined;
+  if (burst) {
+    console.log(`\nEnd to end: burst of ${burst.tasks} tasks over ${burst.connections} connections`);
+    const v = burst.callback_to_visible;
+    console.log(
+      table(
+        ['', 'value'],
+        [
+          ['accepted (202)', `${burst.accepted}/${burst.tasks}`],
+          ['all posted after', `${fmt(burst.submit_s, 2)} s (${fmt(burst.submit_rps, 0)} req/s, p50 ${fmt(burst.submit_latency.p50_ms, 2)} ms, p99 ${fmt(burst.submit_latency.p99_ms, 2)} ms)`],
+          ['all succeed after', burst.complete ? `${fmt(burst.all_succeeded_s, 2)} s` : `INCOMPLETE (${burst.succeeded} succeed)`],
+          ['end-to-end tasks/s', fmt(burst.e2e_tasks_per_s, 0)],
+          ['worker tasks/s (submitted upstream)', fmt(burst.worker_tasks_per_s, 0)],
+          ['callback → visible p50 / p99 / max', `${fmt(v.p50_ms, 2)} / ${fmt(v.p99_ms, 2)} / ${fmt(v.max_ms, 2)} ms (${v.count} callbacks)`],
+          ['errors', `submit ${burst.submit_errors}, callbacks ${burst.callback_errors}, visibility ${v.failures}`],
+          ['lost / not succeeded / sent twice', `${burst.lost} / ${burst.not_succeeded} / ${burst.duplicate_upstream_creates}`],
+          ['CPU s during burst', `api ${fmt(burst.cpu_s.api, 1)}, worker ${fmt(burst.cpu_s.worker, 1)}`],
+        ],
+      ),
+    );
+    const m = result.memory as Json;
+    console.log('\nMemory (RSS, MB)');
+    console.log(
+      table(
+        ['', 'before', 'peak', 'after', 'after/before'],
+        (['api', 'worker'] as const).map((which) => [which, fmt(m[which].before_mb, 1), fmt(m[which].peak_mb, 1), fmt(m[which].after_mb, 1), fmt(m[which].after_vs_before, 3)]),
+      ),
+    );
+  }
+  const targets = result.targets as Json;
+  if (Object.keys(targets).length) {
+    console.log('\nTargets (issue #7)');
+    console.log(table(['', 'value', 'met'], Object.entries(targets).map(([name, t]) => [name, String(t.value), t.met ? 'yes' : 'NO'])));
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (error) => {
+  console.error(`bench failed: ${(error as Error)?.stack ?? String(error)}`);
+  process.exit(1);
+  },
+);
