@@ -124,10 +124,10 @@ async function storm(name: string, ourLimit: number, ourWindowMs: number): Promi
   const u = figures.upstream;
   console.log(
     [
-      `${name}: ${TASKS} tasks, 2 workers, our limit ${ourLimit}/${KLING_LIMIT.windowMs} ms vs Kling's ${KLING_LIMIT.max}/${KLING_LIMIT.windowMs} ms, all terminal in ${durationMs} ms`,
+      `${name}: ${TASKS} tasks, 2 workers, our limit ${ourLimit}/${ourWindowMs} ms vs Kling's ${KLING_LIMIT.max}/${KLING_LIMIT.windowMs} ms, all terminal in ${durationMs} ms`,
       `  statuses: ${JSON.stringify(figures.rows)}; lost (accepted, not succeed): ${TASKS - (figures.rows.succeed ?? 0)}`,
       `  Kling: ${u.createRequests} create requests, ${u.rateLimited} answered 429/1302; max creates arriving in any ${KLING_LIMIT.windowMs} ms: ${u.maxCreatesInWindow}, max accepted: ${u.maxAcceptedInWindow}`,
-      `  most 1302s suffered by one task: ${figures.mostRefusalsForOneTask} (each costs one of KLING_MAX_ATTEMPTS, default 8)`,
+      `  most 1302s suffered by one task: ${figures.mostRefusalsForOneTask} (rate refusals use up no attempt)`,
       `  upstream: ${u.upstreamTasks} tasks, duplicates: ${u.duplicates.length}, missing: ${u.missing.length}, task ids sent more than once: ${u.resent.length}, look-ups: ${u.queries}`,
       `  accepted per worker process: ${JSON.stringify(accepted)}`,
       `  events: ${JSON.stringify(figures.events)}`,
