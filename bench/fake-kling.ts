@@ -46,6 +46,8 @@ export interface FakeKlingStats {
   /** Visibility checks that never saw the status within VISIBLE_TIMEOUT_MS, or failed. */
   visibleFailures: number;
   pendingCallbacks: number;
+  /** Requests sent again because a kept-alive socket had just been closed by the API (not errors). */
+  keepAliveRetries: number;
 }
 
 export type FakeKlingMessage = { type: 'ready'; url: string } | { type: 'stats'; stats: FakeKlingStats } | { type: 'stopped' };
@@ -67,7 +69,7 @@ class BenchFakeKling {
   stats: FakeKlingStats = BenchFakeKling.emptyStats();
 
   static emptyStats(): FakeKlingStats {
-    return { creates: 0, duplicateCreates: 0, gets: 0, callbacksSent: 0, callbackErrors: 0, callbackErrorExamples: [], visibleMs: [], visibleFailures: 0, pendingCallbacks: 0 };
+    return { creates: 0, duplicateCreates: 0, gets: 0, callbacksSent: 0, callbackErrors: 0, callbackErrorExamples: [], visibleMs: [], visibleFailures: 0, pendingCallbacks: 0, keepAliveRetries: 0 };
   }
 
   async start(): Promise<string> {
@@ -196,7 +198,23 @@ class BenchFakeKling {
     }
   }
 
-  private http(method: string, url: string, body?: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
+  /**
+   * One request; sent again when a kept-alive socket turns out to have been closed by the server just as
+   * it was reused (the request never reached the server: Node's documented keep-alive race).
+   */
+  private async http(method: string, url: string, body?: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
+    for (let retry = 0; ; retry++) {
+      try {
+        return await this.httpOnce(method, url, body, headers);
+      } catch (error) {
+        // Several idle sockets may have been closed at once: each retry takes the next one (or a new one).
+        if (!(error as { reusedSocketReset?: boolean }).reusedSocketReset || retry >= 5) throw error;
+        this.stats.keepAliveRetries++;
+      }
+    }
+  }
+
+  private httpOnce(method: string, url: string, body?: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
     return new Promise((resolve, reject) => {
       const req = request(
         url,
@@ -210,7 +228,10 @@ class BenchFakeKling {
         },
       );
       req.setTimeout(30_000, () => req.destroy(new Error('timed out')));
-      req.on('error', reject);
+      req.on('error', (error: NodeJS.ErrnoException) => {
+        if (req.reusedSocket && error.code === 'ECONNRESET') Object.assign(error, { reusedSocketReset: true });
+        reject(error);
+      });
       req.end(body);
     });
   }

@@ -140,16 +140,22 @@ function sender(target: LoadTarget, connections: number) {
   const headers: Record<string, string | number> = { ...target.headers };
   if (body) headers['content-length'] = body.length;
   const options = { agent, host: url.hostname, port: url.port, method: target.method ?? 'POST', path: target.path, headers };
-  const send = (): Promise<{ status: number; location: string | undefined }> =>
+  const sendOnce = (): Promise<{ status: number; location: string | undefined }> =>
     new Promise((resolve, reject) => {
       const req = request(options, (res) => {
         res.on('error', reject);
         res.on('end', () => resolve({ status: res.statusCode ?? 0, location: res.headers.location }));
         res.resume();
       });
-      req.on('error', reject);
+      req.on('error', (error: NodeJS.ErrnoException) => {
+        if (req.reusedSocket && error.code === 'ECONNRESET') Object.assign(error, { reusedSocketReset: true });
+        reject(error);
+      });
       req.end(body);
     });
+  // A kept-alive socket the server closed just as it was reused: the request never reached the server
+  // (Node's documented keep-alive race), so it is sent again once rather than counted as an error.
+  const send = () => sendOnce().catch((error: { reusedSocketReset?: boolean }) => (error.reusedSocketReset ? sendOnce() : Promise.reject(error)));
   return { send, close: () => agent.destroy() };
 }
 
@@ -219,11 +225,14 @@ export async function fixedCount(target: LoadTarget, opts: { connections: number
  * Requests at `rate` per second for `durationS` over at most `connections` sockets (requests wait for a
  * free socket, as a client's would). Latency runs from the moment a request was due, not sent.
  */
-export async function fixedRate(target: LoadTarget, opts: { connections: number; rate: number; durationS: number } & RunControl): Promise<LoadResult> {
+export async function fixedRate(
+  target: LoadTarget,
+  opts: { connections: number; rate: number; durationS: number; keepLocations?: boolean } & RunControl,
+): Promise<LoadResult> {
   const { send, close } = sender(target, opts.connections);
-  const recorder = new Recorder();
+  const recorder = new Recorder(opts.keepLocations);
   const started = performance.now();
-  const total = Math.max(1, Math.floor(opts.rate * opts.durationS));
+  const total = Math.max(1, Math.round(opts.rate * opts.durationS));
   const intervalMs = 1000 / opts.rate;
   const timer = progressTimer(recorder, started, opts);
   const inFlight = new Set<Promise<void>>();

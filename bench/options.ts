@@ -22,6 +22,10 @@ export interface BenchOptions {
   /** Tasks submitted in the end-to-end burst, and over how many connections. */
   burst: number;
   burstConnections: number;
+  /** Tasks sent through the whole pipeline (and thrown away) before the burst, so "before" is a warm process. */
+  burstWarmup: number;
+  /** Burst submitted at this fixed rate (tasks/s) instead of as fast as the API accepts them (0). */
+  burstRate: number;
   /** Give up on the burst after this long (the run then reports what was missing). */
   burstTimeoutS: number;
   /** Wait after the burst before the "after" RSS sample (lets the processes go idle and collect). */
@@ -62,7 +66,7 @@ const FULL_DEFAULTS = {
   rounds: 3,
   halfDurationS: 10,
   burst: 10_000,
-  settleS: 10,
+  settleS: 30,
 };
 
 function parseArgv(argv: string[]): Record<string, string> {
@@ -89,7 +93,7 @@ const envName = (flag: string): string => `BENCH_${flag.toUpperCase().replace(/-
 export function parseOptions(argv = process.argv.slice(2), env = process.env): BenchOptions {
   const flags = parseArgv(argv);
   const known = new Set([
-    'quick', 'phases', 'connections', 'warmup-s', 'duration-s', 'rounds', 'half-duration-s', 'burst', 'burst-connections',
+    'quick', 'phases', 'connections', 'warmup-s', 'duration-s', 'rounds', 'half-duration-s', 'burst', 'burst-connections', 'burst-warmup', 'burst-rate',
     'burst-timeout-s', 'settle-s', 'callback-delay-ms', 'kling-concurrency', 'pool-size', 'service-env', 'log-level',
     'cpu-prof', 'results-dir', 'database-admin-url', 'redis-url', 'keep-database', 'help',
   ]);
@@ -140,6 +144,8 @@ export function parseOptions(argv = process.argv.slice(2), env = process.env): B
     halfDurationS: num('half-duration-s', defaults.halfDurationS, { min: 0.1 }),
     burst: num('burst', defaults.burst, { integer: true, min: 1 }),
     burstConnections: num('burst-connections', num('connections', defaults.connections, { integer: true, min: 1 }), { integer: true, min: 1 }),
+    burstWarmup: num('burst-warmup', Math.min(1_000, Math.ceil(num('burst', defaults.burst, { integer: true, min: 1 }) / 10)), { integer: true }),
+    burstRate: num('burst-rate', 0),
     burstTimeoutS: num('burst-timeout-s', quick ? 60 : 600, { min: 1 }),
     settleS: num('settle-s', defaults.settleS),
     callbackDelayMs: num('callback-delay-ms', 0, { integer: true }),

@@ -76,7 +76,8 @@ interface RateFigures {
   latency: ReturnType<typeof summarize>;
 }
 
-const round2 = (value: number): number => Math.round(value * 100) / 100;
+const round2 = (value: number): number => Number(value.toFixed(2));
+const round3 = (value: number): number => Number(value.toFixed(3));
 
 async function main(): Promise<void> {
   const options = parseOptions();
@@ -230,6 +231,8 @@ async function main(): Promise<void> {
         half_duration_s: options.halfDurationS,
         burst: options.burst,
         burst_connections: options.burstConnections,
+        burst_warmup: options.burstWarmup,
+        burst_rate: options.burstRate || 'as fast as accepted',
         callback_delay_ms: options.callbackDelayMs,
         kling_concurrency: options.klingConcurrency,
         database_pool_size: poolSize,
@@ -295,10 +298,10 @@ async function main(): Promise<void> {
           requests: merged.requests,
           errors: merged.errors,
           latency: merged.latency,
-          cpu_ms_per_request: Math.round(((cpuS * 1000) / Math.max(1, merged.requests)) * 1000) / 1000,
+          cpu_ms_per_request: round3((cpuS * 1000) / Math.max(1, merged.requests)),
           cpu_cores: round2(cpuS / Math.max(merged.elapsedS, 0.001)),
           cpu_system_share: round2(sysS / Math.max(cpuS, 0.001)),
-          postgres_cpu_ms_per_request: Math.round(((pgS * 1000) / Math.max(1, merged.requests)) * 1000) / 1000,
+          postgres_cpu_ms_per_request: round3((pgS * 1000) / Math.max(1, merged.requests)),
           rounds: rounds.map((r) => ({ rps: round2(r.rps), p50_ms: r.latency.p50_ms, p99_ms: r.latency.p99_ms })),
           error_examples: merged.errorExamples,
         };
@@ -323,7 +326,7 @@ async function main(): Promise<void> {
       result.submit = {
         ours: oursFigures,
         floor: floorFigures,
-        ratio: round2((oursFigures.rps / floorFigures.rps) * 1000) / 1000,
+        ratio: round3(oursFigures.rps / floorFigures.rps),
         half_peak: { ours: halfOurs, floor: halfFloor },
       };
 
@@ -338,13 +341,39 @@ async function main(): Promise<void> {
 
     // --- 3 and 4: the burst, end to end, and memory
     if (options.phases.burst) {
+      const finishedCount = async () => {
+        const { rows } = await pg.query<{ n: string }>(`SELECT count(*) AS n FROM tasks WHERE status IN ('succeed', 'failed', 'canceled')`);
+        return Number(rows[0]!.n);
+      };
+      const callbacksSettled = async () => {
+        for (let i = 0; i < 300; i++) {
+          const stats = await fake.stats();
+          if (stats.pendingCallbacks === 0 && stats.visibleMs.length + stats.visibleFailures >= stats.callbacksSent - stats.callbackErrors) return;
+          await sleep(50);
+        }
+      };
+      // "Before" is a warm process, as the API already is after the submit phase: a small burst first
+      // (JIT, pools, sockets), thrown away, so that before/after compares like with like.
+      if (options.burstWarmup > 0) {
+        progress.update(`warming up the pipeline with ${options.burstWarmup} tasks`);
+        const warm = await fixedCount(ours, { connections: options.burstConnections, count: options.burstWarmup });
+        const deadline = Date.now() + options.burstTimeoutS * 1000;
+        while ((await finishedCount()) < (warm.locations?.length ?? 0) && Date.now() < deadline) await sleep(100);
+        await callbacksSettled();
+        await pg.query('TRUNCATE tasks CASCADE');
+        await sleep(Math.min(2_000, options.settleS * 1000));
+      }
       fake.send({ cmd: 'configure', apiBaseUrl: apiUrl, apiKey, callbackDelayMs: options.callbackDelayMs, measure: true });
       fake.send({ cmd: 'reset' });
       await sleep(500);
       const rss = { api: [] as number[], worker: [] as number[] };
+      /** One sample per second for the JSON: [seconds since the burst began, api MB, worker MB]. */
+      const timeline: [number, number, number][] = [];
       const sampleRss = () => {
         rss.api.push(rssMb(api.pid));
         rss.worker.push(rssMb(worker.pid));
+        const t = Math.floor((performance.now() - started) / 1000);
+        if (timeline.length === 0 || timeline.at(-1)![0] < t) timeline.push([t, Math.round(rss.api.at(-1)!), Math.round(rss.worker.at(-1)!)]);
       };
       const before = { api: rssMb(api.pid), worker: rssMb(worker.pid) };
       const cpuBefore = { api: cpuSeconds(api.pid), worker: cpuSeconds(worker.pid) };
@@ -372,7 +401,10 @@ async function main(): Promise<void> {
           await sleep(250);
         }
       })();
-      const burst = await fixedCount(ours, { connections: options.burstConnections, count: options.burst, onProgress: (done) => (submitted = done) });
+      const burst =
+        options.burstRate > 0
+          ? await fixedRate(ours, { connections: options.burstConnections, rate: options.burstRate, durationS: options.burst / options.burstRate, keepLocations: true, onProgress: (done) => (submitted = done) })
+          : await fixedCount(ours, { connections: options.burstConnections, count: options.burst, onProgress: (done) => (submitted = done) });
       submitted = burst.requests;
       submitDone = true;
       const accepted = burst.locations?.length ?? 0;
@@ -386,12 +418,7 @@ async function main(): Promise<void> {
       const detectedS = (performance.now() - started) / 1000;
       const cpuAfterBurst = { api: cpuSeconds(api.pid), worker: cpuSeconds(worker.pid) };
       // Let the last visibility checks finish.
-      for (let i = 0; i < 200; i++) {
-        const stats = await fake.stats();
-        const measured = stats.visibleMs.length + stats.visibleFailures;
-        if (stats.pendingCallbacks === 0 && measured >= stats.callbacksSent - stats.callbackErrors) break;
-        await sleep(50);
-      }
+      await callbacksSettled();
       const fakeStats = await fake.stats();
       progress.update(`burst done; settling ${options.settleS} s for the "after" memory sample`);
       const settleEnd = Date.now() + options.settleS * 1000;
@@ -423,7 +450,7 @@ async function main(): Promise<void> {
         before_mb: round2(before[which]),
         peak_mb: round2(peak[which]),
         after_mb: round2(after[which]),
-        after_vs_before: round2((after[which] / before[which]) * 1000) / 1000,
+        after_vs_before: round3(after[which] / before[which]),
       });
       result.burst = {
         tasks: options.burst,
@@ -448,11 +475,12 @@ async function main(): Promise<void> {
         duplicate_upstream_creates: fakeStats.duplicateCreates,
         callbacks_sent: fakeStats.callbacksSent,
         callback_errors: fakeStats.callbackErrors,
+        callback_keep_alive_retries: fakeStats.keepAliveRetries,
         callback_error_examples: fakeStats.callbackErrorExamples,
         callback_to_visible: { ...visible, failures: fakeStats.visibleFailures },
         cpu_s: { api: round2(cpuAfterBurst.api - cpuBefore.api), worker: round2(cpuAfterBurst.worker - cpuBefore.worker) },
       };
-      result.memory = { api: memory('api'), worker: memory('worker') };
+      result.memory = { api: memory('api'), worker: memory('worker'), timeline_s_api_worker_mb: timeline };
       progress.log(
         `burst: ${accepted}/${options.burst} accepted in ${fmt(burst.elapsedS, 2)} s, ${succeed} succeed after ${fmt(allSucceededS, 2)} s; callback→visible p50 ${fmt(visible.p50_ms, 2)} ms p99 ${fmt(visible.p99_ms, 2)} ms`,
       );
