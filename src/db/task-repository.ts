@@ -139,6 +139,17 @@ export interface ListTasksQuery {
   offset?: number;
 }
 
+/**
+ * The statuses a task may be in for a move to `next`: the forward-only list, narrowed by a caller's own
+ * `status` condition (cancel: only from `queued`), never widened by it.
+ */
+function allowedPredecessors(next: TaskStatus, where: Prisma.TaskWhereInput): TaskStatus[] {
+  const before = statusesBefore(next);
+  if (where.status === undefined) return before;
+  if (typeof where.status !== 'string') throw new Error('transition() takes a status condition only as a single status');
+  return before.filter((status) => status === where.status);
+}
+
 export interface TaskRepositoryOptions {
   /**
    * The notification body for a task that has a callback_url; each status change stores one delivery
@@ -160,8 +171,8 @@ export function createTaskRepository(db: Db, options: TaskRepositoryOptions = {}
 
   /**
    * The conditional UPDATE and its event as one statement (`undefined` when `where` is more than plain
-   * equalities: the caller then takes the Prisma path). Same precedence as that path: `id` and the
-   * forward-only status list win over `where`.
+   * equalities: the caller then takes the Prisma path). As in that path, a `status` in `where` narrows the
+   * forward-only status list rather than replacing it.
    * `fast`: only a task without callback_url is updated (it needs no outbox row, so no transaction), and
    * the one row answered also says whether the task has a callback_url (columns null when nothing was
    * updated); callback_url never changes, so reading it beside the update is safe.
@@ -170,11 +181,12 @@ export function createTaskRepository(db: Db, options: TaskRepositoryOptions = {}
     const params = new Params();
     const sets = setClause({ ...changesToData(changes), status: next, updatedAt: new Date() }, params);
     const { id: _id, status: _status, ...extra } = where;
+    const allowed = allowedPredecessors(next, where);
     const conditions = whereClause(extra, params);
     if (sets === undefined || conditions === undefined) return undefined;
     const taskId = params.param(id);
     const text = `WITH updated AS (
-  UPDATE tasks SET ${sets} WHERE id = ${taskId} AND status = ANY(${params.param(statusesBefore(next))}::task_status[])${conditions}${fast ? ' AND callback_url IS NULL' : ''} RETURNING *
+  UPDATE tasks SET ${sets} WHERE id = ${taskId} AND status = ANY(${params.param(allowed)}::task_status[])${conditions}${fast ? ' AND callback_url IS NULL' : ''} RETURNING *
 ), event AS (
   INSERT INTO task_events (task_id, type, status, detail)
   SELECT id, ${params.param(event.type)}, ${params.param(next)}::task_status, ${params.param(jsonParam(event.detail))}::jsonb FROM updated
@@ -280,7 +292,7 @@ ${fast ? `SELECT updated.*, (SELECT callback_url IS NOT NULL FROM tasks WHERE id
       const viaSql = await transitionSql(id, next, changes, event, where);
       const task = viaSql !== undefined ? viaSql : await db.$transaction(async (tx) => {
         const updated = await tx.task.updateMany({
-          where: { ...where, id, status: { in: statusesBefore(next) } },
+          where: { ...where, id, status: { in: allowedPredecessors(next, where) } },
           data: { ...changesToData(changes), status: next, updatedAt: new Date() },
         });
         if (updated.count === 0) return null;

@@ -270,6 +270,17 @@ describe('tasks API (workers off: tasks stay queued)', () => {
       expect((await service.runtime.tasks.findById(task.task_id))?.status).toBe('queued');
     });
 
+    test.each(['submitted', 'processing'] as const)('when Kling already has the task (%s, no submit in flight), then cancel is 409 and the task is unchanged', async (status) => {
+      const task = await postTask(service, tenantA);
+      await service.runtime.db.task.update({ where: { id: task.task_id }, data: { status, submitInFlight: false } });
+
+      const response = await service.http.post(`/v1/tasks/${task.task_id}/cancel`).set('authorization', tenantA.auth);
+
+      expectProblem(response, 409, 'TASK_NOT_CANCELABLE');
+      expect(response.body.detail).toContain(`"${status}"`);
+      expect((await service.runtime.tasks.findById(task.task_id))?.status).toBe(status);
+    });
+
     test('when the task does not exist, then cancel is 404', async () => {
       const response = await service.http.post('/v1/tasks/tsk_01JZZZZZZZZZZZZZZZZZZZZZZZ/cancel').set('authorization', tenantA.auth);
 
