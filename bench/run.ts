@@ -51,6 +51,21 @@ const withApplicationName = (databaseUrl: string, name: string): string => {
   return url.toString();
 };
 
+/**
+ * V8 heap in use (MB) from a process's GET /metrics (prom-client's nodejs_heap_size_used_bytes), NaN when
+ * not served. Beside RSS, which V8 gives back to the OS late if at all, it tells growth from garbage.
+ */
+async function heapUsedMb(metricsUrl: string): Promise<number> {
+  try {
+    const response = await fetch(metricsUrl, { signal: AbortSignal.timeout(5_000) });
+    const text = await response.text();
+    const value = /^nodejs_heap_size_used_bytes(?:\{[^}]*\})? (\S+)$/m.exec(text)?.[1];
+    return value === undefined ? Number.NaN : Number(value) / 2 ** 20;
+  } catch {
+    return Number.NaN;
+  }
+}
+
 interface SubmitFigures {
   rps: number;
   requests: number;
@@ -189,10 +204,11 @@ async function main(): Promise<void> {
       return ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfDir}`, `--cpu-prof-name=${name}-${stamp}.cpuprofile`];
     };
     const api = new ServiceChild('api', path.join(DIST, 'src', 'start-api.js'), { ...serviceEnv, PORT: String(apiPort) }, path.join(logDir, 'api.log'), profArgs('api'));
+    const workerMetricsPort = await freePort();
     const worker = new ServiceChild(
       'worker',
       path.join(DIST, 'src', 'start-worker.js'),
-      { ...serviceEnv, DATABASE_URL: withApplicationName(databaseUrl, 'ket-bench-worker') },
+      { ...serviceEnv, DATABASE_URL: withApplicationName(databaseUrl, 'ket-bench-worker'), WORKER_METRICS_PORT: String(workerMetricsPort) },
       path.join(logDir, 'worker.log'),
       profArgs('worker'),
     );
@@ -375,6 +391,8 @@ async function main(): Promise<void> {
         const t = Math.floor((performance.now() - started) / 1000);
         if (timeline.length === 0 || timeline.at(-1)![0] < t) timeline.push([t, Math.round(rss.api.at(-1)!), Math.round(rss.worker.at(-1)!)]);
       };
+      const heapUsed = async () => ({ api: await heapUsedMb(`${apiUrl}/metrics`), worker: await heapUsedMb(`http://127.0.0.1:${workerMetricsPort}/metrics`) });
+      const heapBefore = await heapUsed();
       const before = { api: rssMb(api.pid), worker: rssMb(worker.pid) };
       const cpuBefore = { api: cpuSeconds(api.pid), worker: cpuSeconds(worker.pid) };
       const t0 = Date.now();
@@ -429,6 +447,7 @@ async function main(): Promise<void> {
       monitoring = false;
       await monitor;
       const after = { api: rssMb(api.pid), worker: rssMb(worker.pid) };
+      const heapAfter = await heapUsed();
 
       const ids = (burst.locations ?? []).map((location) => location.split('/').pop() ?? '');
       const check = await pg.query<{ found: string; succeed: string }>(
@@ -451,6 +470,8 @@ async function main(): Promise<void> {
         peak_mb: round2(peak[which]),
         after_mb: round2(after[which]),
         after_vs_before: round3(after[which] / before[which]),
+        heap_used_before_mb: round2(heapBefore[which]),
+        heap_used_after_mb: round2(heapAfter[which]),
       });
       result.burst = {
         tasks: options.burst,
@@ -566,8 +587,15 @@ function printTables(result: Json): void {
     console.log('\nMemory (RSS, MB)');
     console.log(
       table(
-        ['', 'before', 'peak', 'after', 'after/before'],
-        (['api', 'worker'] as const).map((which) => [which, fmt(m[which].before_mb, 1), fmt(m[which].peak_mb, 1), fmt(m[which].after_mb, 1), fmt(m[which].after_vs_before, 3)]),
+        ['', 'before', 'peak', 'after', 'after/before', 'V8 heap used before → after'],
+        (['api', 'worker'] as const).map((which) => [
+          which,
+          fmt(m[which].before_mb, 1),
+          fmt(m[which].peak_mb, 1),
+          fmt(m[which].after_mb, 1),
+          fmt(m[which].after_vs_before, 3),
+          `${fmt(m[which].heap_used_before_mb, 1)} → ${fmt(m[which].heap_used_after_mb, 1)}`,
+        ]),
       ),
     );
   }
