@@ -12,6 +12,7 @@ export const ERROR_CATALOG = {
   ROUTE_NOT_FOUND: { status: 404, title: 'Route not found' },
   EXTERNAL_TASK_ID_CONFLICT: { status: 409, title: 'external_task_id already used' },
   TASK_NOT_CANCELABLE: { status: 409, title: 'Task can no longer be canceled' },
+  TASK_NOT_RETRYABLE: { status: 409, title: 'Only a failed task can be retried' },
   NOTHING_TO_REDELIVER: { status: 409, title: 'Nothing to redeliver' },
   IDEMPOTENCY_KEY_REUSED: { status: 422, title: 'Idempotency-Key reused with a different request' },
   PAYLOAD_TOO_LARGE: { status: 413, title: 'Request body too large' },

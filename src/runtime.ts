@@ -15,6 +15,7 @@ import { createEnqueuer, type Enqueuer } from './queue/enqueue';
 import { createRedisConnection, createTaskQueues, type TaskQueues } from './queue/queues';
 import { createKlingClient } from './upstream/kling-client';
 import { createSandboxUpstream } from './upstream/sandbox-upstream';
+import { callbackRoundParam } from './tasks/submission-round';
 import { createCallbackTokens, type CallbackTokens } from './webhooks/callback-token';
 import { toNotificationPayload } from './webhooks/notification-payload';
 import { resolveSigningSecret } from './webhooks/signing-secret';
@@ -132,9 +133,8 @@ export function startWorkerProcessors(runtime: Runtime, publicBaseUrl: string): 
     {
       ...runtime,
       kling,
-      submitQueue: runtime.queues.submit,
       notifyQueue: runtime.queues.notify,
-      callbackUrlFor: (taskId) => runtime.callbackTokens.callbackUrl(publicBaseUrl, taskId),
+      callbackUrlFor: (task) => `${runtime.callbackTokens.callbackUrl(publicBaseUrl, task.id)}${callbackRoundParam(task)}`,
       maxAttempts: config.kling.maxAttempts,
       retryBaseDelayMs: config.kling.retryBaseDelayMs,
       requeueAfterMs: config.requeueAfterMs,

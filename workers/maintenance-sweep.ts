@@ -3,7 +3,7 @@ import type { DeliveryRepository } from '../src/db/delivery-repository';
 import type { IdempotencyRepository } from '../src/db/idempotency-repository';
 import type { TaskRepository } from '../src/db/task-repository';
 import type { Logger } from '../src/logger';
-import type { Enqueuer } from '../src/queue/enqueue';
+import { LIVE_JOB_STATES, type Enqueuer } from '../src/queue/enqueue';
 import { notifyJobId, type TaskJob } from '../src/queue/queues';
 
 /** Rows handled per sweep and kind; a backlog is worked off over successive sweeps. */
@@ -12,7 +12,6 @@ const SWEEP_BATCH = 200;
 export interface MaintenanceSweepDeps {
   tasks: TaskRepository;
   enqueuer: Enqueuer;
-  submitQueue: Queue<TaskJob>;
   notifyQueue: Queue<TaskJob>;
   deliveries: DeliveryRepository;
   idempotency: IdempotencyRepository;
@@ -50,23 +49,18 @@ export async function runMaintenanceSweep(deps: MaintenanceSweepDeps, now = new 
   return report;
 }
 
-/** A job in one of these states will still run the task; anything else means it is lost. */
-const LIVE_JOB_STATES = new Set(['waiting', 'active', 'delayed', 'prioritized', 'waiting-children']);
-
 async function requeueLostTasks(deps: MaintenanceSweepDeps, now: Date): Promise<number> {
   const stale = await deps.tasks.findQueuedUntouchedSince(new Date(now.getTime() - deps.requeueAfterMs), SWEEP_BATCH);
   let requeued = 0;
   for (const task of stale) {
-    const job = await deps.submitQueue.getJob(task.id);
-    const state = job ? await job.getState() : 'missing';
+    const state = await deps.enqueuer.submitJobState(task.id);
     if (LIVE_JOB_STATES.has(state)) continue;
     // The job may have finished *because* a worker just moved the task on: act only if the row is still
     // exactly as read (queued, untouched). Then no worker holds the task, and a leftover in-flight mark
     // (a worker killed mid-request) would only block cancel. The next attempt looks Kling up first.
     const stillLost = await deps.tasks.update(task.id, { submitInFlight: false }, { status: 'queued', updatedAt: task.updatedAt });
     if (!stillLost) continue;
-    await job?.remove().catch(() => undefined);
-    await deps.enqueuer.enqueueSubmit(task.id);
+    await deps.enqueuer.replaceSubmitJob(task.id);
     await deps.tasks.addEvent(task.id, { type: 'requeued', status: 'queued', detail: { previous_job_state: state } });
     requeued++;
   }

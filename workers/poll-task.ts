@@ -4,6 +4,7 @@ import type { Logger } from '../src/logger';
 import type { Enqueuer } from '../src/queue/enqueue';
 import { taskJobSchema } from '../src/queue/queues';
 import { applyUpstreamUpdate } from '../src/tasks/apply-upstream-update';
+import { upstreamExternalId } from '../src/tasks/submission-round';
 import { isTerminal } from '../src/tasks/task-status';
 import type { KlingClient } from '../src/upstream/kling-client';
 import type { PollOutcome } from '../src/metrics/metrics';
@@ -23,9 +24,9 @@ export async function pollTask(deps: PollTaskDeps, job: Job): Promise<Exclude<Po
   const { taskId } = taskJobSchema.parse(job.data);
   const task = await deps.tasks.findById(taskId);
   if (!task || isTerminal(task.status) || task.status === 'queued') return 'skipped';
-  // Kling accepts its own id or our external_task_id (= our task id), so even a task whose upstream id
-  // was never stored can be read.
-  const snapshot = await deps.kling.getElementTask(task.upstreamTaskId ?? task.id);
+  // Kling accepts its own id or our external_task_id (the task id, plus the round after a retry), so even
+  // a task whose upstream id was never stored can be read.
+  const snapshot = await deps.kling.getElementTask(task.upstreamTaskId ?? upstreamExternalId(task));
   if (!snapshot) {
     await deps.tasks.addEvent(taskId, { type: 'poll', status: task.status, detail: { applied: false, reason: 'Kling does not know the task' } });
     return 'not_found';

@@ -4,6 +4,7 @@ import type { Logger } from '../src/logger';
 import type { Enqueuer } from '../src/queue/enqueue';
 import { taskJobSchema } from '../src/queue/queues';
 import { applyUpstreamUpdate } from '../src/tasks/apply-upstream-update';
+import { upstreamExternalId } from '../src/tasks/submission-round';
 import type { KlingClient } from '../src/upstream/kling-client';
 import type { KlingTask } from '../src/upstream/kling-wire';
 import { UpstreamError } from '../src/upstream/upstream-error';
@@ -14,8 +15,8 @@ export interface SubmitTaskDeps {
   enqueuer: Enqueuer;
   kling: KlingClient;
   logger: Logger;
-  /** The per-task callback URL Kling will call (carries the task's HMAC token). */
-  callbackUrlFor(taskId: string): string;
+  /** The per-task callback URL Kling will call (carries the task's HMAC token and its round). */
+  callbackUrlFor(task: Pick<TaskRecord, 'id' | 'resubmissions'>): string;
   maxAttempts: number;
   retryBaseDelayMs: number;
   /**
@@ -79,22 +80,23 @@ export async function submitTask(deps: SubmitTaskDeps, job: Job): Promise<void> 
 
 async function findOrCreateUpstream(deps: SubmitTaskDeps, task: TaskRecord): Promise<{ snapshot: KlingTask; adopted: boolean }> {
   // From the second attempt on, an earlier create may have reached Kling without us hearing back.
+  const externalId = upstreamExternalId(task);
   if (task.attempts > 1) {
-    const existing = await deps.kling.getElementTask(task.id);
+    const existing = await deps.kling.getElementTask(externalId);
     if (existing) return { snapshot: existing, adopted: true };
   }
   try {
     const snapshot = await deps.kling.createElement({
       ...task.request,
-      callback_url: deps.callbackUrlFor(task.id),
-      external_task_id: task.id,
+      callback_url: deps.callbackUrlFor(task),
+      external_task_id: externalId,
     });
     return { snapshot, adopted: false };
   } catch (error) {
     // Kling may record a create slowly: a retry's look-up can miss it, and the create then bounces off
     // the duplicate external_task_id. Look once more before calling the task failed.
     if (task.attempts > 1 && error instanceof UpstreamError && error.kind === 'permanent') {
-      const existing = await deps.kling.getElementTask(task.id);
+      const existing = await deps.kling.getElementTask(externalId);
       if (existing) return { snapshot: existing, adopted: true };
     }
     throw error;

@@ -1,22 +1,25 @@
+import { once } from 'node:events';
 import { parseArgs } from 'node:util';
 import { parseConfig } from '../config';
 import { migrate } from '../db/migrate';
 import { createDb } from '../db/prisma';
 import { createTenantRepository } from '../db/tenant-repository';
+import { createLogger } from '../logger';
+import { createRuntime } from '../runtime';
+import { runKeysCommand } from './keys-commands';
+import { runTasksCommand } from './tasks-commands';
+import { USAGE, UsageError } from './usage';
 
-const USAGE = `Usage:
-  npm run cli -- keys create --tenant <name>   create an API key (prints it once, as JSON)
-  npm run cli -- keys list [--tenant <name>]   list API keys (ids and prefixes, never the keys)
-  npm run cli -- keys revoke <key_id>          revoke an API key
-  npm run cli -- keys rotate-secret --tenant <name>
-                                               new webhook signing secret for the tenant (prints it once)`;
+const REDIS_WAIT_MS = 3_000;
 
-class UsageError extends Error {}
-
-/** A bad option (unknown, or --tenant without a value) is a usage error like any other: exit 2 with the usage. */
+/** A bad option (unknown, or one without its value) is a usage error like any other: exit 2 with the usage. */
 function parseCommandLine(argv: string[]) {
   try {
-    return parseArgs({ args: argv, allowPositionals: true, options: { tenant: { type: 'string' } } });
+    return parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: { tenant: { type: 'string' }, status: { type: 'string' }, limit: { type: 'string' }, after: { type: 'string' } },
+    });
   } catch (error) {
     throw new UsageError((error as Error).message);
   }
@@ -25,37 +28,28 @@ function parseCommandLine(argv: string[]) {
 async function run(argv: string[]): Promise<unknown> {
   const { positionals, values } = parseCommandLine(argv);
   const [group, command, ...rest] = positionals;
-  if (group !== 'keys') throw new UsageError(group ? `Unknown command "${group}"` : 'No command given');
+  if (group !== 'keys' && group !== 'tasks') throw new UsageError(group ? `Unknown command "${group}"` : 'No command given');
   const config = parseConfig();
   await migrate(config.databaseUrl);
-  const db = createDb(config.databaseUrl, 2);
-  const tenants = createTenantRepository(db);
-  try {
-    switch (command) {
-      case 'create': {
-        if (!values.tenant?.trim()) throw new UsageError('keys create needs --tenant <name>');
-        const created = await tenants.createApiKey(values.tenant.trim());
-        return { tenant: created.tenant, api_key: created.apiKey, webhook_secret: created.webhookSecret, key_id: created.apiKeyId };
-      }
-      case 'list':
-        return { data: await tenants.listApiKeys(values.tenant) };
-      case 'revoke': {
-        const keyId = rest[0];
-        if (!keyId) throw new UsageError('keys revoke needs a key id (see keys list)');
-        if (!(await tenants.revokeApiKey(keyId))) throw new Error(`No active API key ${keyId}`);
-        return { revoked: keyId };
-      }
-      case 'rotate-secret': {
-        if (!values.tenant?.trim()) throw new UsageError('keys rotate-secret needs --tenant <name>');
-        const rotated = await tenants.rotateWebhookSecret(values.tenant.trim());
-        if (!rotated) throw new Error(`No tenant ${values.tenant.trim()}`);
-        return { tenant: rotated.tenant, webhook_secret: rotated.webhookSecret };
-      }
-      default:
-        throw new UsageError(command ? `Unknown keys command "${command}"` : 'keys needs a command');
+  if (group === 'keys') {
+    // Keys need Postgres only.
+    const db = createDb(config.databaseUrl, 2);
+    try {
+      return await runKeysCommand(createTenantRepository(db), command, rest, values);
+    } finally {
+      await db.$disconnect();
     }
+  }
+  // Tasks go through the same runtime as the service (a retry queues a job and notifies the client).
+  // Its log lines go to stderr: stdout carries only the answer.
+  const runtime = await createRuntime(config, createLogger({ level: config.logLevel === 'silent' ? 'silent' : 'warn', destination: process.stderr }));
+  try {
+    // The queue refuses work until Redis is connected; a short wait for it, and a retry without it still
+    // leaves the task queued in Postgres for the maintenance sweep.
+    if (runtime.redis.status !== 'ready') await once(runtime.redis, 'ready', { signal: AbortSignal.timeout(REDIS_WAIT_MS) }).catch(() => undefined);
+    return await runTasksCommand(runtime, command, rest, values);
   } finally {
-    await db.$disconnect();
+    await runtime.close();
   }
 }
 

@@ -21,7 +21,10 @@ export interface TaskRecord {
   upstreamTaskId: string | null;
   result: unknown;
   error: { code: string; message: string } | null;
+  /** Submit attempts in the current round. */
   attempts: number;
+  /** Rounds an operator started again after the task failed (see retryFailed). */
+  resubmissions: number;
   submitInFlight: boolean;
   createdAt: Date;
   updatedAt: Date;
@@ -52,6 +55,7 @@ function toRecord(row: TaskRow): TaskRecord {
     result: row.result,
     error: row.errorCode ? { code: row.errorCode, message: row.errorMessage ?? '' } : null,
     attempts: row.attempts,
+    resubmissions: row.resubmissions,
     submitInFlight: row.submitInFlight,
     createdAt: row.createdAt,
     updatedAt: row.updatedAt,
@@ -169,6 +173,19 @@ export function createTaskRepository(db: Db, options: TaskRepositoryOptions = {}
   };
   const findTask = (text: string, values: unknown[]) => queryTask(sqlPool(db), text, values);
 
+  /** The outbox row for a status change of a task with a callback_url, written in the change's transaction. */
+  const storeNotification = async (tx: Prisma.TransactionClient, task: TaskRecord): Promise<void> => {
+    if (!task.callbackUrl || !options.notificationPayload) return;
+    await tx.webhookDelivery.create({
+      data: { id: newDeliveryId(), taskId: task.id, url: task.callbackUrl, payload: options.notificationPayload(task) as Prisma.InputJsonValue },
+    });
+  };
+
+  /** The change is committed whatever the hook does; the hook reports its own failures. */
+  const announceStatusChange = async (task: TaskRecord | null): Promise<void> => {
+    if (task && options.onStatusChange) await options.onStatusChange(task).catch(() => undefined);
+  };
+
   /**
    * The conditional UPDATE and its event as one statement (`undefined` when `where` is more than plain
    * equalities: the caller then takes the Prisma path). As in that path, a `status` in `where` narrows the
@@ -267,11 +284,14 @@ ${fast ? `SELECT updated.*, (SELECT callback_url IS NOT NULL FROM tasks WHERE id
       return findTask(FIND_BY_EXTERNAL_ID_SQL, [tenantId, externalTaskId]);
     },
 
-    /** Newest first; fetches one extra row to know whether another page exists. */
-    async list(tenantId: string, query: ListTasksQuery): Promise<{ tasks: TaskRecord[]; hasMore: boolean }> {
+    /**
+     * Newest first; fetches one extra row to know whether another page exists. `tenantId` undefined lists
+     * every tenant's tasks (operators' CLI only; the API always passes the caller's tenant).
+     */
+    async list(tenantId: string | undefined, query: ListTasksQuery): Promise<{ tasks: TaskRecord[]; hasMore: boolean }> {
       const rows = await db.task.findMany({
         where: {
-          tenantId,
+          ...(tenantId !== undefined ? { tenantId } : {}),
           ...(query.status ? { status: query.status } : {}),
           ...(query.externalTaskId ? { externalTaskId: query.externalTaskId } : {}),
           ...(query.afterId ? { id: { lt: query.afterId } } : {}),
@@ -298,15 +318,54 @@ ${fast ? `SELECT updated.*, (SELECT callback_url IS NOT NULL FROM tasks WHERE id
         if (updated.count === 0) return null;
         await tx.taskEvent.create({ data: eventData(id, { ...event, status: next }) });
         const record = toRecord(await tx.task.findUniqueOrThrow({ where: { id } }));
-        if (record.callbackUrl && options.notificationPayload) {
-          await tx.webhookDelivery.create({
-            data: { id: newDeliveryId(), taskId: id, url: record.callbackUrl, payload: options.notificationPayload(record) as Prisma.InputJsonValue },
-          });
-        }
+        await storeNotification(tx, record);
         return record;
       });
-      // The change is committed whatever the hook does; the hook reports its own failures.
-      if (task && options.onStatusChange) await options.onStatusChange(task).catch(() => undefined);
+      await announceStatusChange(task);
+      return task;
+    },
+
+    /**
+     * An operator sends a failed task to Kling again: the one move out of a terminal state. The task goes
+     * back to `queued` as a new round (its own upstream external_task_id, attempts from 0) with everything
+     * the last round left cleared; the `retried` event keeps what it was. Same transaction rules as
+     * transition(): one conditional UPDATE (only from `failed`), event and notification stored with it.
+     * Returns null when the task is not (or no longer) `failed`.
+     */
+    async retryFailed(id: string, detail: Record<string, unknown>): Promise<TaskRecord | null> {
+      const task = await db.$transaction(async (tx) => {
+        const before = await tx.task.findUnique({ where: { id } });
+        if (!before || before.status !== 'failed') return null;
+        const updated = await tx.task.updateMany({
+          where: { id, status: 'failed', resubmissions: before.resubmissions },
+          data: {
+            status: 'queued',
+            resubmissions: { increment: 1 },
+            attempts: 0,
+            statusMessage: null,
+            upstreamTaskId: null,
+            result: Prisma.DbNull,
+            errorCode: null,
+            errorMessage: null,
+            submitInFlight: false,
+            submittedAt: null,
+            completedAt: null,
+            lastUpstreamAt: null,
+            updatedAt: new Date(),
+          },
+        });
+        if (updated.count === 0) return null;
+        const previous = {
+          error: before.errorCode ? { code: before.errorCode, message: before.errorMessage } : null,
+          upstream_task_id: before.upstreamTaskId,
+          attempts: before.attempts,
+        };
+        await tx.taskEvent.create({ data: eventData(id, { type: 'retried', status: 'queued', detail: { ...detail, round: before.resubmissions + 1, previous } }) });
+        const record = toRecord(await tx.task.findUniqueOrThrow({ where: { id } }));
+        await storeNotification(tx, record);
+        return record;
+      });
+      await announceStatusChange(task);
       return task;
     },
 

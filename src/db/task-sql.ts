@@ -21,6 +21,7 @@ export interface TaskSqlRow {
   error_code: string | null;
   error_message: string | null;
   attempts: number;
+  resubmissions: number;
   submit_in_flight: boolean;
   created_at: Date;
   updated_at: Date;
@@ -44,6 +45,7 @@ export function taskRowFromSql(row: TaskSqlRow): TaskRow {
     errorCode: row.error_code,
     errorMessage: row.error_message,
     attempts: row.attempts,
+    resubmissions: row.resubmissions,
     submitInFlight: row.submit_in_flight,
     createdAt: row.created_at,
     updatedAt: row.updated_at,
@@ -65,6 +67,7 @@ const COLUMNS: Partial<Record<keyof TaskRow, string>> = {
   errorCode: 'error_code',
   errorMessage: 'error_message',
   submitInFlight: 'submit_in_flight',
+  resubmissions: 'resubmissions',
   createdAt: 'created_at',
   updatedAt: 'updated_at',
   submittedAt: 'submitted_at',

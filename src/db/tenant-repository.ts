@@ -70,6 +70,17 @@ export function createTenantRepository(db: Db) {
       return { tenant: tenant.name, webhookSecret: tenant.webhookSecret };
     },
 
+    /** Tenant names by id, for operators' listings. */
+    async namesById(tenantIds: readonly string[]): Promise<Map<string, string>> {
+      const rows = await db.tenant.findMany({ where: { id: { in: [...new Set(tenantIds)] } }, select: { id: true, name: true } });
+      return new Map(rows.map((row) => [row.id, row.name]));
+    },
+
+    async idOf(tenantName: string): Promise<string | null> {
+      const tenant = await db.tenant.findUnique({ where: { name: tenantName }, select: { id: true } });
+      return tenant?.id ?? null;
+    },
+
     async webhookSecretOf(tenantId: string): Promise<string | null> {
       const tenant = await db.tenant.findUnique({ where: { id: tenantId }, select: { webhookSecret: true } });
       return tenant?.webhookSecret ?? null;

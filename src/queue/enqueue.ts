@@ -12,6 +12,9 @@ function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
+/** A submit job in one of these states will still run its task; any other state (or none) means it will not. */
+export const LIVE_JOB_STATES: ReadonlySet<string> = new Set(['waiting', 'active', 'delayed', 'prioritized', 'waiting-children']);
+
 export interface EnqueuerOptions {
   maxAttempts: number;
   /** False while Redis is unreachable: adds then fail at once instead of piling up in the client. */
@@ -46,6 +49,23 @@ export function createEnqueuer(queues: TaskQueues, options: EnqueuerOptions) {
         ENQUEUE_TIMEOUT_MS,
         'Queueing the submit job',
       );
+    },
+
+    /** The state of the task's submit job (`missing` when there is none). */
+    async submitJobState(taskId: string): Promise<string> {
+      requireConnection();
+      const job = await queues.submit.getJob(taskId);
+      return job ? job.getState() : 'missing';
+    },
+
+    /**
+     * Queues the submit again for a task whose job has ended (completed, failed) or vanished: the old job
+     * is removed first, since its id would make a plain add a no-op. Only for a job not in LIVE_JOB_STATES.
+     */
+    async replaceSubmitJob(taskId: string): Promise<void> {
+      requireConnection();
+      await queues.submit.remove(taskId).catch(() => undefined);
+      await this.enqueueSubmit(taskId);
     },
 
     /**

@@ -59,7 +59,9 @@ export async function applyUpstreamUpdate(
     submitInFlight: false,
   };
   const eventType = source === 'submit' ? 'submitted' : source;
-  const updated = await deps.tasks.transition(task.id, next, changes, { type: eventType, detail: { ...detail, applied: true } });
+  // Only while the task is still in the round this report is about: a retry started meanwhile (see
+  // submission-round.ts) makes it stale.
+  const updated = await deps.tasks.transition(task.id, next, changes, { type: eventType, detail: { ...detail, applied: true } }, { resubmissions: task.resubmissions });
   if (updated) return { outcome: 'applied', task: updated };
 
   await deps.tasks.update(task.id, { lastUpstreamAt: now, ...(source === 'submit' ? { submitInFlight: false } : {}) });

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import type { TaskRecord } from '../db/task-repository';
-import { TASK_STATUSES } from './task-status';
+import { TASK_STATUSES, type TaskStatus } from './task-status';
 
 const timestamp = z.iso.datetime();
 
@@ -38,6 +38,12 @@ export const taskEventViewSchema = z
     detail: z.record(z.string(), z.unknown()).nullable(),
   })
   .meta({ title: 'TaskEvent' });
+
+export type TaskEventView = z.infer<typeof taskEventViewSchema>;
+
+export function toTaskEventView(event: { at: Date; type: string; status: TaskStatus | null; detail: unknown }): TaskEventView {
+  return { at: event.at.toISOString(), type: event.type, status: event.status, detail: (event.detail ?? null) as TaskEventView['detail'] };
+}
 
 /**
  * A base64 image can be 13 MB of text: echoing it in every GET, list page and notification would bury

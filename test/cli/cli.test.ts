@@ -1,31 +1,11 @@
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import path from 'node:path';
 import { Client } from 'pg';
 import { createDb, type Db } from '../../src/db/prisma';
 import { createTenantRepository, type TenantRepository } from '../../src/db/tenant-repository';
+import { runCli as runCliWith } from '../helpers/cli';
 import { createTestDatabase, type TestDatabase } from '../helpers/test-database';
 
-/** The built CLI, as `npm run cli` runs it (`npm run build` makes it). */
-const CLI = path.join(__dirname, '..', '..', 'dist', 'src', 'cli', 'main.js');
-
-interface CliResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function runCli(databaseUrl: string, ...args: string[]): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, DATABASE_URL: databaseUrl, LOG_LEVEL: 'silent' } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const runCli = (databaseUrl: string, ...args: string[]) => runCliWith({ DATABASE_URL: databaseUrl }, ...args);
 
 /** Every row of every table in the database, as text: where a stored secret would show up. */
 async function dumpAllRows(databaseUrl: string): Promise<string> {

@@ -29,8 +29,9 @@ const KLING_ERRORS: Record<ErrorCode, KlingError> = {
   ROUTE_NOT_FOUND: { httpStatus: 404, code: 1202 },
   // As Kling answers a reused external_task_id: 400/1201 "already exists".
   EXTERNAL_TASK_ID_CONFLICT: { httpStatus: 400, code: 1201 },
-  // Not reachable from Kling's routes (no cancel, redeliver or Idempotency-Key there); a parameter error if ever.
+  // Not reachable from Kling's routes (no cancel, retry, redeliver or Idempotency-Key there); a parameter error if ever.
   TASK_NOT_CANCELABLE: { httpStatus: 400, code: 1201 },
+  TASK_NOT_RETRYABLE: { httpStatus: 400, code: 1201 },
   NOTHING_TO_REDELIVER: { httpStatus: 400, code: 1201 },
   IDEMPOTENCY_KEY_REUSED: { httpStatus: 400, code: 1201 },
   SERVICE_UNAVAILABLE: { httpStatus: 503, code: 5001 },

@@ -1,10 +1,12 @@
 import express, { type RequestHandler, type Router } from 'express';
 import { Webhook } from 'standardwebhooks';
+import { z } from 'zod';
 import type { TaskRepository } from '../../db/task-repository';
 import { AppError } from '../../errors';
 import type { Logger } from '../../logger';
 import type { CallbackOutcome, Metrics } from '../../metrics/metrics';
 import { applyUpstreamUpdate, type ApplyUpdateDeps } from '../../tasks/apply-upstream-update';
+import { otherRoundReason } from '../../tasks/submission-round';
 import { klingTaskSchema, parseJsonKeepingBigIds } from '../../upstream/kling-wire';
 import type { CallbackTokens } from '../../webhooks/callback-token';
 import { parseOrThrow } from '../validation';
@@ -17,6 +19,9 @@ export interface KlingWebhookDeps extends ApplyUpdateDeps {
   klingWebhookSecret?: string;
   metrics?: Pick<Metrics, 'callbackReceived'>;
 }
+
+/** The submission round a callback URL names (see tasks/submission-round.ts); absent means round 0. */
+const callbackRoundSchema = z.coerce.number({ error: 'must be a number' }).int('must be an integer').min(0, 'must not be negative').default(0);
 
 /** Counts every callback once its answer is sent: the handler names the outcome, errors count as rejected. */
 function countCallbacks(metrics: KlingWebhookDeps['metrics']): RequestHandler {
@@ -70,12 +75,9 @@ export function klingWebhookRoutes(deps: KlingWebhookDeps): Router {
       throw new AppError('INVALID_JSON', `Callback body is not valid JSON: ${(error as Error).message}`);
     }
     const snapshot = parseOrThrow(klingTaskSchema, body, 'callback');
-    if (task.upstreamTaskId && snapshot.task_id !== task.upstreamTaskId) {
-      await deps.tasks.addEvent(taskId, {
-        type: 'callback',
-        status: task.status,
-        detail: { applied: false, reason: 'callback names another upstream task', upstream_task_id: snapshot.task_id },
-      });
+    const otherRound = otherRoundReason(task, snapshot, parseOrThrow(callbackRoundSchema, req.query.round, 'round'));
+    if (otherRound) {
+      await deps.tasks.addEvent(taskId, { type: 'callback', status: task.status, detail: { applied: false, reason: otherRound, upstream_task_id: snapshot.task_id } });
       res.locals.callbackOutcome = 'rejected' satisfies CallbackOutcome;
       res.json({ received: true, applied: false });
       return;

@@ -7,7 +7,7 @@ import { redeliverLatestNotification, type RedeliverDeps } from '../../tasks/red
 import { createTask, type CreateTaskDeps } from '../../tasks/create-task';
 import { createTaskRequestSchema } from '../../tasks/task-request';
 import { TASK_STATUSES } from '../../tasks/task-status';
-import { toTaskView } from '../../tasks/task-view';
+import { toTaskEventView, toTaskView } from '../../tasks/task-view';
 import { currentTenant } from '../authenticate';
 import { parseOrThrow } from '../validation';
 
@@ -80,9 +80,7 @@ export function taskRoutes(deps: CreateTaskDeps & RedeliverDeps & { tasks: TaskR
     const task = await deps.tasks.findForTenant(currentTenant(res).tenantId, req.params.task_id);
     if (!task) throw taskNotFound(req.params.task_id);
     const events = await deps.tasks.listEvents(task.id);
-    res.json({
-      data: events.map((event) => ({ at: event.at.toISOString(), type: event.type, status: event.status, detail: event.detail })),
-    });
+    res.json({ data: events.map(toTaskEventView) });
   });
 
   router.post('/:task_id/redeliver', async (req, res) => {
