@@ -10,6 +10,7 @@ import type { Enqueuer } from '../queue/enqueue';
 import type { TaskQueues } from '../queue/queues';
 import type { CallbackTokens } from '../webhooks/callback-token';
 import { authenticateApiKey } from './authenticate';
+import { CONSOLE_PATH, consoleRoutes } from './console/console-routes';
 import { problemErrorHandler, routeNotFound } from './error-middleware';
 import { klingCompatRoutes } from './kling-compat/kling-compat-routes';
 import { requestLogging } from './request-logging';
@@ -53,6 +54,7 @@ export function createApp(deps: AppDeps): Express {
   app.use(healthRoutes(deps.readinessChecks));
   if (deps.metrics) app.use(metricsRoutes(deps.metrics));
   app.use(docsRoutes());
+  app.use(CONSOLE_PATH, consoleRoutes());
   if (deps.adminToken && deps.queues) {
     const { submit, poll, notify, maintenance } = deps.queues;
     app.use(ADMIN_QUEUES_PATH, adminQueueRoutes({ adminToken: deps.adminToken, queues: [submit, poll, notify, maintenance] }));

@@ -257,6 +257,18 @@ export const DOCUMENTED_ROUTES: DocumentedRoute[] = [
   },
   {
     method: 'get',
+    path: '/console',
+    operation: {
+      operationId: 'console',
+      tags: OPERATIONS,
+      summary: 'Task console: list, open, cancel and redeliver tasks in a browser',
+      description:
+        'A static page (with /console/console.js and /console/console.css) that calls this API with the API key typed into it; the key stays in the browser tab (sessionStorage). `/console#task=<task_id>` opens one task.',
+      responses: { '200': { description: 'HTML page', content: { 'text/html': { schema: { type: 'string' } } } } },
+    },
+  },
+  {
+    method: 'get',
     path: '/admin/queues',
     operation: {
       operationId: 'queueDashboard',
