@@ -1,4 +1,6 @@
+import { createHash } from 'node:crypto';
 import { z } from 'zod';
+import { ImageRuleError, inspectImage, MAX_IMAGE_BYTES, MIN_IMAGE_SIDE_PX } from '../media/image-rules';
 
 /**
  * The create request, validated exactly as Kling documents it (shared/seed). This schema is the only
@@ -9,7 +11,6 @@ export const ELEMENT_TAG_IDS = ['o_101', 'o_102', 'o_103', 'o_104', 'o_105', 'o_
 export const MAX_ELEMENT_NAME_CHARS = 20;
 export const MAX_ELEMENT_DESCRIPTION_CHARS = 100;
 export const MAX_REFER_IMAGES = 3;
-export const MAX_IMAGE_BYTES = 10 * 1024 * 1024;
 export const MAX_URL_CHARS = 2048;
 export const MAX_EXTERNAL_TASK_ID_CHARS = 128;
 
@@ -47,14 +48,7 @@ export const stripDataUrlPrefix = (value: string): string => value.replace(DATA_
 
 const base64DecodedBytes = (value: string): number => Math.floor((value.length * 3) / 4) - (value.match(/=+$/)?.[0].length ?? 0);
 
-const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
-const JPEG_SIGNATURE = Buffer.from([0xff, 0xd8, 0xff]);
-
-/** Kling takes .jpg/.jpeg/.png only; the file signature tells without decoding the whole image. */
-function looksLikePngOrJpeg(base64: string): boolean {
-  const head = Buffer.from(base64.slice(0, 12), 'base64');
-  return head.subarray(0, 8).equals(PNG_SIGNATURE) || head.subarray(0, 3).equals(JPEG_SIGNATURE);
-}
+const isBase64Image = (value: string): boolean => !/^https?:\/\//i.test(value);
 
 const imageSource = z.string({ error: 'must be a string' }).superRefine((value, ctx) => {
   if (value.trim() === '') return void ctx.addIssue({ code: 'custom', message: 'must not be empty' });
@@ -70,13 +64,19 @@ const imageSource = z.string({ error: 'must be a string' }).superRefine((value, 
     return void ctx.addIssue({ code: 'custom', message: 'must be an http(s) URL or a base64-encoded .jpg/.jpeg/.png image' });
   }
   if (base64DecodedBytes(raw) > MAX_IMAGE_BYTES) {
-    return void ctx.addIssue({ code: 'custom', message: 'image must not exceed 10MB' });
+    return void ctx.addIssue({ code: 'custom', message: `image of ${(base64DecodedBytes(raw) / 1024 / 1024).toFixed(1)} MB exceeds the 10 MB limit` });
   }
-  if (!looksLikePngOrJpeg(raw)) {
-    ctx.addIssue({ code: 'custom', message: 'base64 image must be a .jpg/.jpeg or .png file (its first bytes are neither)' });
+  // The image is here: check it as Kling will (format by its bytes, size, sides, aspect ratio) now.
+  try {
+    inspectImage(Buffer.from(raw, 'base64'));
+  } catch (error) {
+    if (!(error instanceof ImageRuleError)) throw error;
+    ctx.addIssue({ code: 'custom', message: error.message });
   }
 }).meta({
-  description: `An http(s) URL (at most ${MAX_URL_CHARS} characters) or a base64-encoded .jpg/.png of at most 10 MB, with or without a data:image/…;base64, prefix (stripped before Kling sees it)`,
+  description:
+    `An http(s) URL (at most ${MAX_URL_CHARS} characters) or a base64-encoded .jpg/.png image, with or without a data:image/…;base64, prefix (stripped before Kling sees it). ` +
+    `Either way: .jpg/.jpeg or .png by content, at most 10 MB, both sides at least ${MIN_IMAGE_SIDE_PX} px, aspect ratio between 1:2.5 and 2.5:1 (base64 images are checked in the request; URLs by the worker before submitting, unless MEDIA_PRECHECK=off)`,
 });
 
 /**
@@ -105,6 +105,17 @@ const elementVideoList = z.strictObject(
   },
   { error: 'must be an object { "refer_videos" }' },
 );
+
+/**
+ * The seed wants refer images that differ from the frontal one in content: two base64 texts can differ
+ * (in the unused bits of their last character) and still carry the same bytes. Different sizes differ
+ * without decoding. Image URLs are compared by content in the worker, which fetches them.
+ */
+function sameBase64Content(a: string, b: string): boolean {
+  if (!isBase64Image(a) || !isBase64Image(b) || base64DecodedBytes(a) !== base64DecodedBytes(b)) return false;
+  const digest = (value: string) => createHash('sha256').update(Buffer.from(value, 'base64')).digest('hex');
+  return digest(a) === digest(b);
+}
 
 export interface CreateTaskRequestSchemaOptions {
   /**
@@ -168,7 +179,8 @@ export const buildCreateTaskRequestSchema = ({ allowReferSameAsFrontal = false }
       if (images && !allowReferSameAsFrontal) {
         const frontal = stripDataUrlPrefix(images.frontal_image);
         images.refer_images.forEach((refer, index) => {
-          if (stripDataUrlPrefix(refer.image_url) === frontal) {
+          const image = stripDataUrlPrefix(refer.image_url);
+          if (image === frontal || sameBase64Content(image, frontal)) {
             ctx.addIssue({
               code: 'custom',
               path: ['element_image_list', 'refer_images', index, 'image_url'],

@@ -1,6 +1,7 @@
 import type { Response } from 'supertest';
 import { startTestService, type TestService } from '../helpers/test-service';
 import { IMAGE_A, IMAGE_B, uniqueExternalId, validImageTask, validVideoTask } from '../helpers/factories';
+import { jpegBase64, pngBase64 } from '../helpers/media';
 
 /**
  * Every validation rule of the seed and the contract ("Client API"), through real HTTP: each limit
@@ -11,11 +12,6 @@ import { IMAGE_A, IMAGE_B, uniqueExternalId, validImageTask, validVideoTask } fr
 type Body = Record<string, unknown>;
 
 const TEN_MB = 10 * 1024 * 1024;
-const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
-const JPEG_SIGNATURE = Buffer.from([0xff, 0xd8, 0xff, 0xe0]);
-/** Small raw base64 images, distinct per label. */
-const pngBase64 = (label: string): string => Buffer.concat([PNG_SIGNATURE, Buffer.from(label)]).toString('base64');
-const jpegBase64 = (label: string): string => Buffer.concat([JPEG_SIGNATURE, Buffer.from(label)]).toString('base64');
 
 const imageList = (frontal: string, ...refers: string[]) => ({ frontal_image: frontal, refer_images: refers.map((image_url) => ({ image_url })) });
 const videoList = (...urls: string[]) => ({ refer_videos: urls.map((video_url) => ({ video_url })) });
@@ -237,7 +233,47 @@ describe('POST /v1/tasks validation (no workers)', () => {
     test('when a base64 image decodes to 1 byte over 10MB, then 400 saying images must not exceed 10MB', async () => {
       // The only large payload in this file: ~14 MB of base64, one byte past the limit once decoded.
       const tooBig = Buffer.alloc(TEN_MB + 1, 0xab).toString('base64');
-      await expectRejected(validImageTask({ element_image_list: imageList(IMAGE_A, tooBig) }), 'element_image_list.refer_images.0.image_url', /10MB/);
+      await expectRejected(validImageTask({ element_image_list: imageList(IMAGE_A, tooBig) }), 'element_image_list.refer_images.0.image_url', /exceeds the 10 MB limit/);
+    });
+  });
+
+  describe('base64 image content (the seed\'s media rules, read from the image itself)', () => {
+    test.each([
+      ['a 300×300 PNG (smallest sides allowed)', () => pngBase64('min', 300, 300)],
+      ['a 750×300 JPEG (2.5:1, the widest allowed)', () => jpegBase64('wide', 750, 300)],
+      ['a 300×750 PNG (1:2.5, the tallest allowed)', () => pngBase64('tall', 300, 750)],
+    ])('when the refer image is %s, then the task is accepted', async (_label, image) => {
+      await expectAccepted(validImageTask({ element_image_list: imageList(IMAGE_A, image()) }));
+    });
+
+    test.each([
+      ['a 299×400 PNG (one side 1 px short)', () => pngBase64('narrow', 299, 400), /299×400 px is smaller than 300 px on a side/],
+      ['a 400×299 JPEG', () => jpegBase64('short', 400, 299), /400×299 px is smaller than 300 px on a side/],
+      ['a 751×300 PNG (just wider than 2.5:1)', () => pngBase64('too-wide', 751, 300), /aspect ratio 2\.51:1 is outside 1:2\.5–2\.5:1/],
+      ['a 300×940 JPEG (1:3.14)', () => jpegBase64('too-tall', 300, 940), /aspect ratio 1:3\.14 is outside 1:2\.5–2\.5:1/],
+      ['a GIF', () => Buffer.from('GIF89a\x40\x01\x40\x01\x00\x00\x00;').toString('base64'), /gif image; Kling takes \.jpg\/\.jpeg or \.png only/],
+      ['a PNG signature followed by nothing usable', () => Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 1, 2, 3, 4]).toString('base64'), /\.jpg\/\.jpeg or \.png/],
+    ])('when the refer image is %s, then 400 naming that image and the rule', async (_label, image, message) => {
+      await expectRejected(validImageTask({ element_image_list: imageList(IMAGE_A, image()) }), 'element_image_list.refer_images.0.image_url', message);
+    });
+
+    test('when a PNG is sent under a data:image/jpeg prefix, then its bytes decide: it is accepted as the PNG it is', async () => {
+      await expectAccepted(validImageTask({ element_image_list: imageList(IMAGE_A, `data:image/jpeg;base64,${pngBase64('mislabelled')}`) }));
+    });
+
+    test('when a refer image carries the frontal image\'s bytes in other base64 text, then 400: it must differ in content', async () => {
+      // A file whose length is not a multiple of 3 ends in padding; the character before it has unused
+      // low bits (4 before "==", 2 before "="): setting them changes the text, not the bytes.
+      const width = [320, 321, 322].find((w) => Buffer.from(pngBase64('same-bytes', w, 320), 'base64').length % 3 !== 0)!;
+      const frontal = pngBase64('same-bytes', width, 320);
+      const padding = frontal.endsWith('==') ? 2 : 1;
+      const at = frontal.length - padding - 1;
+      const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
+      const sameBytes = `${frontal.slice(0, at)}${alphabet[alphabet.indexOf(frontal[at]!) | (padding === 2 ? 0b1111 : 0b11)]}${'='.repeat(padding)}`;
+      expect(sameBytes).not.toBe(frontal);
+      expect(Buffer.from(sameBytes, 'base64').equals(Buffer.from(frontal, 'base64'))).toBe(true);
+
+      await expectRejected(validImageTask({ element_image_list: imageList(frontal, sameBytes) }), 'element_image_list.refer_images.0.image_url', /differ/);
     });
   });
 

@@ -1,5 +1,6 @@
 import { startTestService, TEST_KLING_API_KEY, type TestService } from '../helpers/test-service';
 import { uniqueExternalId, validImageTask } from '../helpers/factories';
+import { pngBase64 } from '../helpers/media';
 
 describe('submit → worker → Kling → callback → query', () => {
   let service: TestService;
@@ -73,8 +74,8 @@ describe('submit → worker → Kling → callback → query', () => {
   });
 
   test('when images are sent as base64, then Kling gets them in full but the task shows only their size and digest', async () => {
-    const png = (label: string) => Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), Buffer.from(label.repeat(500))]).toString('base64');
-    const frontal = png('frontal');
+    const frontal = pngBase64('frontal');
+    const bytes = Buffer.from(frontal, 'base64').length;
     const created = await service.http
       .post('/v1/tasks')
       .set('authorization', auth)
@@ -85,7 +86,7 @@ describe('submit → worker → Kling → callback → query', () => {
     expect(sent.body.element_image_list.frontal_image).toBe(frontal);
     const view = await service.http.get(`/v1/tasks/${created.body.task_id}`).set('authorization', auth);
     expect(view.body.request.element_image_list).toEqual({
-      frontal_image: expect.stringMatching(/^base64 image \(3508 bytes, sha256 [0-9a-f]{16}\)$/),
+      frontal_image: expect.stringMatching(new RegExp(`^base64 image \\(${bytes} bytes, sha256 [0-9a-f]{16}\\)$`)),
       refer_images: [{ image_url: 'https://media.example.com/side.png' }],
     });
     expect(JSON.stringify(view.body)).not.toContain(frontal.slice(0, 40));

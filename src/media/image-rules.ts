@@ -1,0 +1,62 @@
+import { createHash } from 'node:crypto';
+import { imageSize } from 'image-size';
+
+/**
+ * Kling's rules for element images (seed: "Supported image formats: .jpg / .jpeg / .png. Image file size
+ * cannot exceed 10MB. Image dimensions must be at least 300px. Image aspect ratio must be between 1:2.5
+ * and 2.5:1."), checked on the bytes themselves, so a bad image is refused at once instead of minutes
+ * later by Kling.
+ */
+export const MAX_IMAGE_BYTES = 10 * 1024 * 1024;
+export const MIN_IMAGE_SIDE_PX = 300;
+export const MAX_ASPECT_RATIO = 2.5;
+
+export interface ImageFacts {
+  format: 'png' | 'jpeg';
+  width: number;
+  height: number;
+  bytes: number;
+  /** sha256 of the bytes: refer images must differ from the frontal image in content, not just in name. */
+  sha256: string;
+}
+
+/** A rule the image breaks, phrased to follow its field path ("…frontal_image: <message>"). */
+export class ImageRuleError extends Error {}
+
+/**
+ * "3.1:1" or "1:2.6", the wider side as written in the rule. Rounded up to two decimals, so a ratio just
+ * past the limit never reads as the limit itself (751×300 is "2.51:1", not "2.5:1").
+ */
+function ratioText(width: number, height: number): string {
+  const ratio = width >= height ? width / height : height / width;
+  const text = String(Math.ceil(ratio * 100 - 1e-9) / 100);
+  return width >= height ? `${text}:1` : `1:${text}`;
+}
+
+const FORMATS: Record<string, ImageFacts['format']> = { png: 'png', jpg: 'jpeg' };
+
+/**
+ * Format and dimensions from the file's own header (PNG IHDR, JPEG SOF), never from a name or a
+ * Content-Type. Throws ImageRuleError naming the first rule broken.
+ */
+export function inspectImage(bytes: Uint8Array): ImageFacts {
+  if (bytes.length > MAX_IMAGE_BYTES) throw new ImageRuleError(`${(bytes.length / 1024 / 1024).toFixed(1)} MB exceeds the 10 MB limit`);
+  let size: ReturnType<typeof imageSize>;
+  try {
+    size = imageSize(bytes);
+  } catch {
+    throw new ImageRuleError('is not a .jpg/.jpeg or .png image (its bytes are neither)');
+  }
+  const format = size.type ? FORMATS[size.type] : undefined;
+  if (!format) throw new ImageRuleError(`is a ${size.type ?? 'unknown'} image; Kling takes .jpg/.jpeg or .png only`);
+  // EXIF orientation may swap the sides; the rules below are symmetric, so it does not matter here.
+  const { width, height } = size;
+  if (!width || !height) throw new ImageRuleError('has no readable dimensions');
+  if (width < MIN_IMAGE_SIDE_PX || height < MIN_IMAGE_SIDE_PX) {
+    throw new ImageRuleError(`${width}×${height} px is smaller than ${MIN_IMAGE_SIDE_PX} px on a side`);
+  }
+  if (Math.max(width, height) / Math.min(width, height) > MAX_ASPECT_RATIO) {
+    throw new ImageRuleError(`aspect ratio ${ratioText(width, height)} is outside 1:2.5–2.5:1`);
+  }
+  return { format, width, height, bytes: bytes.length, sha256: createHash('sha256').update(bytes).digest('hex') };
+}
