@@ -196,6 +196,8 @@ async function main(): Promise<void> {
       KLING_RATE_LIMIT_MAX: '1000000',
       KLING_RATE_LIMIT_DURATION_MS: '1000',
       WEBHOOK_SIGNING_SECRET: randomBytes(24).toString('base64url'),
+      // The bench's tasks name placeholder image URLs; reading media is not part of what it measures.
+      MEDIA_PRECHECK: 'off',
       ...options.serviceEnv,
     };
     const profArgs = (name: string): string[] => {

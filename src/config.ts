@@ -66,7 +66,13 @@ const envSchema = z
       .regex(/^\d+(,\d+)*$/, 'must be comma-separated milliseconds, e.g. 5000,30000,120000')
       .transform((value) => value.split(',').map(Number))
       .default([5_000, 30_000, 120_000, 600_000, 3_600_000, 3 * 3_600_000, 6 * 3_600_000, 12 * 3_600_000]),
+    /** Read every media URL and hold it to Kling's rules before submitting (off: Kling alone judges them). */
     MEDIA_PRECHECK: flag(true),
+    /** Connecting to a media server, or waiting for its next bytes, longer than this is a (retried) failure. */
+    MEDIA_FETCH_TIMEOUT_MS: positiveInt.default(10_000),
+    MEDIA_MAX_REDIRECTS: z.coerce.number().int().min(0).max(10).default(3),
+    /** A checked URL is not read again for this long while a HEAD shows the same ETag or size. */
+    MEDIA_CACHE_TTL_MS: z.coerce.number().int().min(0).default(5 * 60_000),
     ADMIN_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
     /** How often BullMQ looks for jobs of crashed workers, and how long a job's lock lasts without renewal. */
     WORKER_STALLED_INTERVAL_MS: positiveInt.default(30_000),
@@ -116,7 +122,7 @@ export interface Config {
   webhookSigningSecret: string | undefined;
   allowPrivateCallbacks: boolean;
   webhook: { timeoutMs: number; retryScheduleMs: number[] };
-  mediaPrecheck: boolean;
+  media: { precheck: boolean; fetchTimeoutMs: number; maxRedirects: number; cacheTtlMs: number };
   adminToken: string | undefined;
   sandboxStepDelayMs: number;
   sweepIntervalMs: number;
@@ -174,7 +180,7 @@ export function parseConfig(source: NodeJS.ProcessEnv = process.env): Config {
     webhookSigningSecret: e.WEBHOOK_SIGNING_SECRET,
     allowPrivateCallbacks: e.ALLOW_PRIVATE_CALLBACKS,
     webhook: { timeoutMs: e.WEBHOOK_TIMEOUT_MS, retryScheduleMs: e.WEBHOOK_RETRY_SCHEDULE_MS },
-    mediaPrecheck: e.MEDIA_PRECHECK,
+    media: { precheck: e.MEDIA_PRECHECK, fetchTimeoutMs: e.MEDIA_FETCH_TIMEOUT_MS, maxRedirects: e.MEDIA_MAX_REDIRECTS, cacheTtlMs: e.MEDIA_CACHE_TTL_MS },
     adminToken: e.ADMIN_TOKEN,
     sandboxStepDelayMs: e.SANDBOX_STEP_DELAY_MS,
     sweepIntervalMs: e.SWEEP_INTERVAL_MS,

@@ -10,6 +10,7 @@ import { createIdempotencyRepository, type IdempotencyRepository } from './db/id
 import { createTaskRepository, type TaskRepository } from './db/task-repository';
 import { createTenantRepository, type TenantRepository } from './db/tenant-repository';
 import type { Logger } from './logger';
+import { createMediaPrecheck } from './media/media-precheck';
 import { createMetrics, type Metrics } from './metrics/metrics';
 import { createEnqueuer, type Enqueuer } from './queue/enqueue';
 import { createRedisConnection, createTaskQueues, type TaskQueues } from './queue/queues';
@@ -129,11 +130,20 @@ export function startWorkerProcessors(runtime: Runtime, publicBaseUrl: string): 
     maxInFlight: config.kling.concurrency,
     onRequest: ({ operation, code, durationSeconds }) => runtime.metrics.upstreamRequest(operation, code, durationSeconds),
   });
+  const mediaPrecheck = config.media.precheck
+    ? createMediaPrecheck({
+        timeoutMs: config.media.fetchTimeoutMs,
+        maxRedirects: config.media.maxRedirects,
+        cacheTtlMs: config.media.cacheTtlMs,
+        allowPrivate: config.allowPrivateCallbacks,
+      })
+    : undefined;
   return startWorkers(
     {
       ...runtime,
       kling,
       notifyQueue: runtime.queues.notify,
+      checkMedia: mediaPrecheck && ((task) => mediaPrecheck(task.request, { referMayEqualFrontal: task.callbackFormat === 'kling' })),
       callbackUrlFor: (task) => `${runtime.callbackTokens.callbackUrl(publicBaseUrl, task.id)}${callbackRoundParam(task)}`,
       maxAttempts: config.kling.maxAttempts,
       retryBaseDelayMs: config.kling.retryBaseDelayMs,

@@ -1,6 +1,7 @@
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { TaskRecord, TaskRepository } from '../src/db/task-repository';
 import type { Logger } from '../src/logger';
+import { MediaCheckError, type MediaReport } from '../src/media/media-precheck';
 import type { Enqueuer } from '../src/queue/enqueue';
 import { taskJobSchema } from '../src/queue/queues';
 import { applyUpstreamUpdate } from '../src/tasks/apply-upstream-update';
@@ -24,6 +25,8 @@ export interface SubmitTaskDeps {
    * requests", the next task would be refused too.
    */
   pauseSubmissions(ms: number): Promise<void>;
+  /** MEDIA_PRECHECK: reads the task's media URLs and holds them to Kling's rules (absent: off). */
+  checkMedia?: (task: TaskRecord) => Promise<MediaReport>;
 }
 
 const asUpstreamError = (error: unknown): UpstreamError =>
@@ -54,7 +57,7 @@ export async function submitTask(deps: SubmitTaskDeps, job: Job): Promise<void> 
     // waits it out instead), so a 429 storm delays tasks but never fails them.
     const rateLimited = error.kind === 'retryable' && error.isRateLimit;
     if (error.kind === 'permanent' || (!rateLimited && attempt >= deps.maxAttempts)) {
-      const reason = error.kind === 'permanent' ? 'rejected by Kling' : `gave up after ${attempt} attempts`;
+      const reason = error.kind === 'retryable' ? `gave up after ${attempt} attempts` : error.code === MEDIA_INVALID ? 'media check failed' : 'rejected by Kling';
       await deps.tasks.transition(
         taskId,
         'failed',
@@ -85,6 +88,7 @@ async function findOrCreateUpstream(deps: SubmitTaskDeps, task: TaskRecord): Pro
     const existing = await deps.kling.getElementTask(externalId);
     if (existing) return { snapshot: existing, adopted: true };
   }
+  await checkMedia(deps, task);
   try {
     const snapshot = await deps.kling.createElement({
       ...task.request,
@@ -100,5 +104,27 @@ async function findOrCreateUpstream(deps: SubmitTaskDeps, task: TaskRecord): Pro
       if (existing) return { snapshot: existing, adopted: true };
     }
     throw error;
+  }
+}
+
+/** The error codes a task shows when its media failed the check: the file breaks a rule, or cannot be read. */
+export const MEDIA_INVALID = 'media_invalid';
+export const MEDIA_UNAVAILABLE = 'media_unavailable';
+
+/**
+ * Right before a create (never before a look-up: a task Kling may already have is not judged again).
+ * A broken rule fails the task like a parameter error from Kling would; an unreadable medium is retried
+ * like any transient error.
+ */
+async function checkMedia(deps: SubmitTaskDeps, task: TaskRecord): Promise<void> {
+  if (!deps.checkMedia) return;
+  try {
+    const report = await deps.checkMedia(task);
+    if (report.images || report.video) await deps.tasks.addEvent(task.id, { type: 'media_checked', status: 'queued', detail: { ...report } });
+  } catch (error) {
+    if (!(error instanceof MediaCheckError)) throw error;
+    throw error.kind === 'invalid'
+      ? new UpstreamError('permanent', MEDIA_INVALID, error.message)
+      : new UpstreamError('retryable', MEDIA_UNAVAILABLE, error.message);
   }
 }

@@ -20,6 +20,10 @@ export interface ImageFacts {
   sha256: string;
 }
 
+/** "10,485,761 bytes exceeds the 10 MB limit (10,485,760 bytes)": exact, so a file one byte over says so. */
+export const sizeOverLimit = (bytes: number, limitBytes: number): string =>
+  `${bytes.toLocaleString('en-US')} bytes exceeds the ${limitBytes / 1024 / 1024} MB limit (${limitBytes.toLocaleString('en-US')} bytes)`;
+
 /** A rule the image breaks, phrased to follow its field path ("…frontal_image: <message>"). */
 export class ImageRuleError extends Error {}
 
@@ -40,7 +44,7 @@ const FORMATS: Record<string, ImageFacts['format']> = { png: 'png', jpg: 'jpeg' 
  * Content-Type. Throws ImageRuleError naming the first rule broken.
  */
 export function inspectImage(bytes: Uint8Array): ImageFacts {
-  if (bytes.length > MAX_IMAGE_BYTES) throw new ImageRuleError(`${(bytes.length / 1024 / 1024).toFixed(1)} MB exceeds the 10 MB limit`);
+  if (bytes.length > MAX_IMAGE_BYTES) throw new ImageRuleError(sizeOverLimit(bytes.length, MAX_IMAGE_BYTES));
   let size: ReturnType<typeof imageSize>;
   try {
     size = imageSize(bytes);

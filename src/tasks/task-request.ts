@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
-import { ImageRuleError, inspectImage, MAX_IMAGE_BYTES, MIN_IMAGE_SIDE_PX } from '../media/image-rules';
+import { ImageRuleError, inspectImage, MAX_IMAGE_BYTES, MIN_IMAGE_SIDE_PX, sizeOverLimit } from '../media/image-rules';
 
 /**
  * The create request, validated exactly as Kling documents it (shared/seed). This schema is the only
@@ -64,7 +64,7 @@ const imageSource = z.string({ error: 'must be a string' }).superRefine((value, 
     return void ctx.addIssue({ code: 'custom', message: 'must be an http(s) URL or a base64-encoded .jpg/.jpeg/.png image' });
   }
   if (base64DecodedBytes(raw) > MAX_IMAGE_BYTES) {
-    return void ctx.addIssue({ code: 'custom', message: `image of ${(base64DecodedBytes(raw) / 1024 / 1024).toFixed(1)} MB exceeds the 10 MB limit` });
+    return void ctx.addIssue({ code: 'custom', message: sizeOverLimit(base64DecodedBytes(raw), MAX_IMAGE_BYTES) });
   }
   // The image is here: check it as Kling will (format by its bytes, size, sides, aspect ratio) now.
   try {

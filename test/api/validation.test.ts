@@ -233,7 +233,7 @@ describe('POST /v1/tasks validation (no workers)', () => {
     test('when a base64 image decodes to 1 byte over 10MB, then 400 saying images must not exceed 10MB', async () => {
       // The only large payload in this file: ~14 MB of base64, one byte past the limit once decoded.
       const tooBig = Buffer.alloc(TEN_MB + 1, 0xab).toString('base64');
-      await expectRejected(validImageTask({ element_image_list: imageList(IMAGE_A, tooBig) }), 'element_image_list.refer_images.0.image_url', /exceeds the 10 MB limit/);
+      await expectRejected(validImageTask({ element_image_list: imageList(IMAGE_A, tooBig) }), 'element_image_list.refer_images.0.image_url', /^10,485,761 bytes exceeds the 10 MB limit \(10,485,760 bytes\)$/);
     });
   });
 

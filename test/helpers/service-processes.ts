@@ -74,6 +74,8 @@ export function serviceEnv(options: ServiceEnvOptions): Record<string, string> {
     REQUEUE_AFTER_MS: '2000',
     SANDBOX_STEP_DELAY_MS: '50',
     ALLOW_PRIVATE_CALLBACKS: 'true',
+    // Tasks here name placeholder media URLs (test/media covers the media check).
+    MEDIA_PRECHECK: 'off',
     ...passThrough,
     ...options.extra,
   };

@@ -62,6 +62,8 @@ export async function startTestService(options: TestServiceOptions = {}): Promis
     SANDBOX_STEP_DELAY_MS: '50',
     SWEEP_INTERVAL_MS: '250',
     ALLOW_PRIVATE_CALLBACKS: 'true',
+    // Most tests name placeholder media URLs; the media tests turn the check on with a media server.
+    MEDIA_PRECHECK: 'off',
     ...(fake ? { KLING_BASE_URL: fake.baseUrl, KLING_API_KEY: TEST_KLING_API_KEY } : {}),
     ...options.env,
   });

@@ -175,7 +175,8 @@ describe('npm start (node dist/src/main.js) on a brand-new database, no Kling cr
     } finally {
       await admin.end();
     }
-    const env = { PORT: '0', DATABASE_URL: dbUrl, REDIS_URL, QUEUE_PREFIX: queuePrefix, SANDBOX_STEP_DELAY_MS: '50' };
+    // The task below names placeholder image URLs, as the README's curl session does (and says to start so).
+    const env = { PORT: '0', DATABASE_URL: dbUrl, REDIS_URL, QUEUE_PREFIX: queuePrefix, SANDBOX_STEP_DELAY_MS: '50', MEDIA_PRECHECK: 'off' };
     running = run('main.js', env);
     const proc = running;
 

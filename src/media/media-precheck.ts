@@ -1,0 +1,128 @@
+import { checkImageUrl } from './image-check';
+import { type ImageFacts, ImageRuleError, inspectImage } from './image-rules';
+import { fetchMedia, MediaFetchError, validatorOf, type MediaFetchOptions } from './media-fetch';
+import { checkVideoUrl, type VideoFacts, VideoRuleError } from './video-check';
+
+/**
+ * The worker's media check before a task goes to Kling (MEDIA_PRECHECK): every image and video URL of
+ * the request is read and held to Kling's rules, so a bad file fails the task at once with a message
+ * naming the field and the rule instead of minutes later upstream.
+ */
+
+/** A medium that breaks a rule (`invalid`: the task fails) or cannot be read now (`unavailable`: retried). */
+export class MediaCheckError extends Error {
+  constructor(
+    readonly kind: 'invalid' | 'unavailable',
+    readonly field: string,
+    reason: string,
+  ) {
+    super(`${field}: ${reason}`);
+    this.name = 'MediaCheckError';
+  }
+}
+
+export interface MediaPrecheckOptions extends MediaFetchOptions {
+  /** How long a URL's result is reused — after a HEAD shows the same ETag or size. */
+  cacheTtlMs: number;
+  /** Entries kept at most (oldest dropped first). */
+  cacheEntries?: number;
+}
+
+/** What was checked, for the task's timeline (`media_checked` event). */
+export interface MediaReport {
+  images?: ({ field: string } & Omit<ImageFacts, 'sha256'>)[];
+  video?: { field: string } & VideoFacts;
+}
+
+/** The media fields of a create request, as stored (base64 already without a data: prefix). */
+export interface MediaRequest {
+  element_image_list?: { frontal_image: string; refer_images: { image_url: string }[] };
+  element_video_list?: { refer_videos: { video_url: string }[] };
+}
+
+const isUrl = (value: string): boolean => /^https?:\/\//i.test(value);
+
+function asCheckError(field: string, error: unknown): MediaCheckError {
+  if (error instanceof MediaCheckError) return error;
+  if (error instanceof ImageRuleError || error instanceof VideoRuleError) return new MediaCheckError('invalid', field, error.message);
+  if (error instanceof MediaFetchError) return new MediaCheckError(error.kind, field, error.message);
+  throw error;
+}
+
+interface CacheEntry {
+  validator: string;
+  facts: unknown;
+  expiresAt: number;
+}
+
+export function createMediaPrecheck(options: MediaPrecheckOptions) {
+  const cache = new Map<string, CacheEntry>();
+  const maxEntries = options.cacheEntries ?? 1_000;
+
+  /** A cached result is reused only while fresh and only if a HEAD shows the file unchanged. */
+  async function cached<T>(url: string, check: () => Promise<{ facts: T; validator?: string }>): Promise<T> {
+    const entry = cache.get(url);
+    if (entry && entry.expiresAt > Date.now()) {
+      const head = await fetchMedia(url, { method: 'HEAD', maxBytes: 0 }, options).catch(() => undefined);
+      if (head && validatorOf(head) === entry.validator) return entry.facts as T;
+    }
+    cache.delete(url);
+    const { facts, validator } = await check();
+    if (validator) {
+      if (cache.size >= maxEntries) cache.delete(cache.keys().next().value!);
+      cache.set(url, { validator, facts, expiresAt: Date.now() + options.cacheTtlMs });
+    }
+    return facts;
+  }
+
+  async function imageFacts(field: string, source: string): Promise<ImageFacts> {
+    try {
+      if (!isUrl(source)) return inspectImage(Buffer.from(source, 'base64'));
+      return await cached(source, () => checkImageUrl(source, options));
+    } catch (error) {
+      throw asCheckError(field, error);
+    }
+  }
+
+  async function checkImages(list: NonNullable<MediaRequest['element_image_list']>, referMayEqualFrontal: boolean): Promise<MediaReport['images']> {
+    const sources = [
+      { field: 'element_image_list.frontal_image', source: list.frontal_image },
+      ...list.refer_images.map((image, index) => ({ field: `element_image_list.refer_images[${index}]`, source: image.image_url })),
+    ];
+    // Read in parallel; report the first broken rule in field order, so the message does not depend on timing.
+    const settled = await Promise.allSettled(sources.map(({ field, source }) => imageFacts(field, source)));
+    const failed = settled.find((result): result is PromiseRejectedResult => result.status === 'rejected');
+    if (failed) throw failed.reason;
+    const facts = settled.map((result) => (result as PromiseFulfilledResult<ImageFacts>).value);
+    const [frontal, ...refers] = facts;
+    if (!referMayEqualFrontal) {
+      refers.forEach((refer, index) => {
+        if (refer.sha256 === frontal!.sha256) throw new MediaCheckError('invalid', sources[index + 1]!.field, 'has the same content as frontal_image (refer images must differ from it)');
+      });
+    }
+    return facts.map(({ sha256: _sha256, ...rest }, index) => ({ field: sources[index]!.field, ...rest }));
+  }
+
+  async function checkVideo(url: string): Promise<NonNullable<MediaReport['video']>> {
+    const field = 'element_video_list.refer_videos[0]';
+    try {
+      return { field, ...(await cached(url, () => checkVideoUrl(url, options))) };
+    } catch (error) {
+      throw asCheckError(field, error);
+    }
+  }
+
+  /**
+   * Checks the request's media; throws MediaCheckError. `referMayEqualFrontal`: the Kling-compatible
+   * surface accepts a refer image equal to the frontal one, as Kling's own example does.
+   */
+  return async function checkTaskMedia(request: MediaRequest, { referMayEqualFrontal = false } = {}): Promise<MediaReport> {
+    const report: MediaReport = {};
+    if (request.element_image_list) report.images = await checkImages(request.element_image_list, referMayEqualFrontal);
+    const video = request.element_video_list?.refer_videos[0]?.video_url;
+    if (video) report.video = await checkVideo(video);
+    return report;
+  };
+}
+
+export type MediaPrecheck = ReturnType<typeof createMediaPrecheck>;

@@ -1,0 +1,218 @@
+import { uniqueExternalId, validImageTask } from '../helpers/factories';
+import { jpegImage, pngImage } from '../helpers/media';
+import { MediaServer } from '../helpers/media-server';
+import { startTestService, type TestService } from '../helpers/test-service';
+
+/**
+ * MEDIA_PRECHECK on image URLs, through the whole service: the worker reads each image from a real
+ * media server on loopback and either lets the task go to Kling or fails it with media_invalid, naming
+ * the field and the rule — in which case Kling never hears of it.
+ */
+describe('media check: image URLs', () => {
+  let service: TestService;
+  let media: MediaServer;
+  let auth: string;
+  let paths = 0;
+
+  const serve = (body: Buffer, route: Parameters<MediaServer['serve']>[1] = {}) => media.serve(`/img-${++paths}.png`, { body, contentType: 'image/png', ...route });
+  const submit = async (frontal: string, ...refers: string[]) => {
+    const created = await service.http
+      .post('/v1/tasks')
+      .set('authorization', auth)
+      .send(validImageTask({ external_task_id: uniqueExternalId('media'), element_image_list: { frontal_image: frontal, refer_images: refers.map((image_url) => ({ image_url })) } }));
+    expect(created.status).toBe(202);
+    return created.body.task_id as string;
+  };
+  const finished = (taskId: string) => service.waitForTask(taskId, (task) => task.status === 'succeed' || task.status === 'failed', 15_000);
+  const createsFor = (taskId: string) => service.fake!.creates().filter((request) => request.body.external_task_id === taskId);
+  const expectMediaInvalid = async (taskId: string, message: string) => {
+    const task = await finished(taskId);
+    expect(task).toMatchObject({ status: 'failed', statusMessage: 'media check failed', error: { code: 'media_invalid', message } });
+    expect(createsFor(taskId)).toHaveLength(0);
+  };
+
+  beforeAll(async () => {
+    media = await new MediaServer().start();
+    service = await startTestService({ env: { MEDIA_PRECHECK: 'on', MEDIA_FETCH_TIMEOUT_MS: '400', KLING_MAX_ATTEMPTS: '3' } });
+    ({ auth } = await service.createTenant());
+  });
+  afterAll(async () => {
+    await service.stop();
+    await media.stop();
+  });
+
+  test('when the images keep every rule, then the task reaches Kling and succeeds, and its timeline shows what was checked', async () => {
+    const frontal = serve(pngImage(300, 750, 'front'));
+    const refer = serve(jpegImage(750, 300, 'side'), { contentType: 'image/jpeg' });
+
+    const taskId = await submit(frontal, refer);
+
+    expect(await finished(taskId)).toMatchObject({ status: 'succeed' });
+    expect(createsFor(taskId)).toHaveLength(1);
+    const checked = (await service.runtime.tasks.listEvents(taskId)).find((event) => event.type === 'media_checked');
+    expect(checked?.detail).toMatchObject({
+      images: [
+        { field: 'element_image_list.frontal_image', format: 'png', width: 300, height: 750 },
+        { field: 'element_image_list.refer_images[0]', format: 'jpeg', width: 750, height: 300 },
+      ],
+    });
+  });
+
+  test.each([
+    ['299×400 px', () => pngImage(299, 400), '299×400 px is smaller than 300 px on a side'],
+    ['751×300 px (just past 2.5:1)', () => pngImage(751, 300), 'aspect ratio 2.51:1 is outside 1:2.5–2.5:1'],
+    ['a GIF named .png', () => Buffer.from('GIF89a\x40\x01\x40\x01\x00\x00\x00;'), 'is a gif image; Kling takes .jpg/.jpeg or .png only'],
+    ['an HTML error page served as 200', () => Buffer.from('<html>not found</html>'), 'is not a .jpg/.jpeg or .png image (its bytes are neither)'],
+  ])('when a refer image is %s, then the task fails with media_invalid naming it and the rule', async (_label, body, rule) => {
+    const taskId = await submit(serve(pngImage(320, 320, 'ok-front')), serve(pngImage(320, 320, 'ok-1')), serve(body()));
+
+    await expectMediaInvalid(taskId, `element_image_list.refer_images[1]: ${rule}`);
+  });
+
+  test('when a refer image at another URL has the frontal image\'s content, then media_invalid: it must differ', async () => {
+    const bytes = pngImage(320, 320, 'twin');
+
+    const taskId = await submit(serve(bytes), serve(Buffer.from(bytes)));
+
+    await expectMediaInvalid(taskId, 'element_image_list.refer_images[0]: has the same content as frontal_image (refer images must differ from it)');
+  });
+
+  test('when an image announces more than 10 MB, then it fails without its body being read', async () => {
+    const big = Buffer.concat([pngImage(320, 320, 'big'), Buffer.alloc(10 * 1024 * 1024 + 1 - pngImage(320, 320, 'big').length)]);
+    const url = serve(big, { sliceDelayMs: 5 });
+
+    const taskId = await submit(url, serve(pngImage(320, 320, 'small')));
+
+    await expectMediaInvalid(taskId, 'element_image_list.frontal_image: 10,485,761 bytes exceeds the 10 MB limit (10,485,760 bytes)');
+    const sent = media.requestsFor(new URL(url).pathname).reduce((sum, request) => sum + request.bytesSent, 0);
+    expect(sent).toBeLessThan(2 * 1024 * 1024);
+  });
+
+  test('when an image of unannounced size runs past 10 MB, then the read stops just past the limit', async () => {
+    const url = serve(Buffer.concat([pngImage(320, 320, 'stream'), Buffer.alloc(30 * 1024 * 1024)]), { chunked: true, sliceDelayMs: 1 });
+
+    const taskId = await submit(url, serve(pngImage(320, 320, 'small-2')));
+
+    await expectMediaInvalid(taskId, 'element_image_list.frontal_image: is larger than the 10 MB limit (reading stopped at 10,485,760 bytes)');
+    const sent = media.requestsFor(new URL(url).pathname).reduce((sum, request) => sum + request.bytesSent, 0);
+    expect(sent).toBeLessThan(15 * 1024 * 1024);
+  });
+
+  test('when an image URL answers 404, then media_invalid says so', async () => {
+    const taskId = await submit(`${media.baseUrl}/missing.png`, serve(pngImage(320, 320, 'present')));
+
+    await expectMediaInvalid(taskId, 'element_image_list.frontal_image: could not be fetched: HTTP 404');
+  });
+
+  test('when an image URL redirects more than 3 times, then media_invalid says so', async () => {
+    const target = serve(pngImage(320, 320, 'far'));
+    let url = target;
+    for (let hop = 0; hop < 4; hop++) url = media.serve(`/hop-${++paths}`, { redirectTo: url });
+
+    const taskId = await submit(url, serve(pngImage(320, 320, 'near')));
+
+    await expectMediaInvalid(taskId, 'element_image_list.frontal_image: more than 3 redirects');
+  });
+
+  test('when an image URL redirects 3 times to a good image, then it is followed and the task succeeds', async () => {
+    let url = serve(pngImage(320, 320, 'followed'));
+    for (let hop = 0; hop < 3; hop++) url = media.serve(`/hop-${++paths}`, { redirectTo: url });
+
+    const taskId = await submit(url, serve(pngImage(320, 320, 'direct')));
+
+    expect(await finished(taskId)).toMatchObject({ status: 'succeed' });
+  });
+
+  test('when the media server fails twice with 503 and then answers, then the task is retried and succeeds', async () => {
+    const url = serve(pngImage(320, 320, 'flaky'), { statusSequence: [503, 503] });
+
+    const taskId = await submit(url, serve(pngImage(320, 320, 'steady')));
+
+    expect(await finished(taskId)).toMatchObject({ status: 'succeed', attempts: 3 });
+    const retries = (await service.runtime.tasks.listEvents(taskId)).filter((event) => event.type === 'submit_retry');
+    expect(retries.map((event) => (event.detail as { code: string }).code)).toEqual(['media_unavailable', 'media_unavailable']);
+  });
+
+  test('when the media server is too slow, then each attempt times out and the task fails saying so, never reaching Kling', async () => {
+    const url = serve(pngImage(320, 320, 'slow'), { delayMs: 2_000 });
+
+    const taskId = await submit(url, serve(pngImage(320, 320, 'fast')));
+
+    const task = await finished(taskId);
+    expect(task).toMatchObject({ status: 'failed', attempts: 3, error: { code: 'media_unavailable', message: 'element_image_list.frontal_image: no answer within 400 ms' } });
+    expect(task.statusMessage).toBe('gave up after 3 attempts');
+    expect(createsFor(taskId)).toHaveLength(0);
+  });
+
+  test('when the media server is down, then the task is retried and fails saying the image could not be fetched', async () => {
+    const dead = new MediaServer();
+    await dead.start();
+    const url = dead.serve('/gone.png', { body: pngImage(320, 320) });
+    await dead.stop();
+
+    const taskId = await submit(url, serve(pngImage(320, 320, 'alive')));
+
+    expect(await finished(taskId)).toMatchObject({
+      status: 'failed',
+      error: { code: 'media_unavailable', message: 'element_image_list.frontal_image: could not be fetched: ECONNREFUSED' },
+    });
+    expect(createsFor(taskId)).toHaveLength(0);
+  });
+
+  test('when the same image URLs are submitted again soon, then they are not read again: a HEAD shows them unchanged', async () => {
+    const frontal = serve(pngImage(320, 320, 'cached-front'), { etag: '"v1"' });
+    const refer = serve(pngImage(320, 320, 'cached-side'));
+    expect(await finished(await submit(frontal, refer))).toMatchObject({ status: 'succeed' });
+
+    expect(await finished(await submit(frontal, refer))).toMatchObject({ status: 'succeed' });
+
+    for (const url of [frontal, refer]) expect(media.requestsFor(new URL(url).pathname).map((request) => request.method)).toEqual(['GET', 'HEAD']);
+  });
+
+  test('when a cached image changed on its server, then it is read and checked again', async () => {
+    const path = `/changing-${++paths}.png`;
+    const url = media.serve(path, { body: pngImage(320, 320, 'before'), etag: '"a"' });
+    const refer = serve(pngImage(320, 320, 'stays'));
+    expect(await finished(await submit(url, refer))).toMatchObject({ status: 'succeed' });
+    media.serve(path, { body: pngImage(320, 200, 'after'), etag: '"b"' });
+
+    await expectMediaInvalid(await submit(url, refer), 'element_image_list.frontal_image: 320×200 px is smaller than 300 px on a side');
+  });
+});
+
+describe('media check: addresses the worker must not read', () => {
+  let service: TestService;
+  let media: MediaServer;
+  let auth: string;
+
+  beforeAll(async () => {
+    media = await new MediaServer().start();
+    // As in production: private addresses refused.
+    service = await startTestService({ env: { MEDIA_PRECHECK: 'on', ALLOW_PRIVATE_CALLBACKS: 'false' } });
+    ({ auth } = await service.createTenant());
+  });
+  afterAll(async () => {
+    await service.stop();
+    await media.stop();
+  });
+
+  test.each([
+    ['a loopback IP', (path: string) => `${media.baseUrl}${path}`, /127\.0\.0\.1 is a private, loopback or link-local address/],
+    ['a name that resolves to loopback', (path: string) => `${media.baseUrl.replace('127.0.0.1', 'localhost')}${path}`, /localhost resolves to (127\.0\.0\.1|::1), a private, loopback or link-local address/],
+  ])('when an image URL points at %s, then media_invalid and the server is never asked', async (_label, urlFor, message) => {
+    const path = `/private-${Math.random().toString(36).slice(2)}.png`;
+    media.serve(path, { body: pngImage(320, 320) });
+
+    const created = await service.http
+      .post('/v1/tasks')
+      .set('authorization', auth)
+      .send(validImageTask({ element_image_list: { frontal_image: urlFor(path), refer_images: [{ image_url: 'https://media.example.com/side.png' }] } }));
+    const task = await service.waitForTask(created.body.task_id, (t) => t.status === 'failed', 15_000);
+
+    expect(task.error?.code).toBe('media_invalid');
+    expect(task.error?.message).toMatch(message);
+    expect(task.error?.message).toMatch(/^element_image_list\.frontal_image: /);
+    expect(media.requestsFor(path)).toHaveLength(0);
+    expect(service.fake!.creates().filter((request) => request.body.external_task_id === task.id)).toHaveLength(0);
+  });
+});
