@@ -18,7 +18,13 @@ export const taskViewSchema = z
     upstream_task_id: z.string().nullable().meta({ description: "Kling's task id, once Kling accepted the task" }),
     request: z.record(z.string(), z.unknown()).meta({ description: 'The create request as stored; base64 images are shown as their size and digest' }),
     result: z.unknown().meta({ description: 'Kling\'s `task_result` (`{ elements: [...] }`) once the task succeeded, else null' }),
-    error: z.object({ code: z.string(), message: z.string() }).nullable().meta({ description: 'Why the task failed (or the last submit error while it is retried)' }),
+    error: z
+      .object({ code: z.string(), message: z.string() })
+      .nullable()
+      .meta({
+        description:
+          'Why the task failed (or the last submit error while it is retried). Codes: Kling\'s business code (e.g. "1201"), `UPSTREAM_TASK_FAILED` (Kling failed the task), `UPSTREAM_TIMEOUT` (Kling held it past KLING_TASK_TIMEOUT_MS), `media_invalid` (a medium breaks Kling\'s rules: the message names the field and the rule), `media_unavailable` (a medium could not be read), or a transport label such as `NETWORK_ERROR` or `HTTP_502`',
+      }),
     attempts: z.int().meta({ description: 'Submit attempts so far' }),
     created_at: timestamp,
     updated_at: timestamp,

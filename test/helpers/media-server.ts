@@ -44,9 +44,10 @@ export class MediaServer {
     this.server = createServer((req, res) => void this.answer(req.method ?? 'GET', req.url ?? '/', req.headers, res));
   }
 
-  async start(): Promise<this> {
-    await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', resolve));
-    this.baseUrl = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+  /** Listens on `host` (default loopback), on a free port. */
+  async start(host = '127.0.0.1'): Promise<this> {
+    await new Promise<void>((resolve) => this.server.listen(0, host, resolve));
+    this.baseUrl = `http://${host}:${(this.server.address() as AddressInfo).port}`;
     return this;
   }
 

@@ -1,3 +1,5 @@
+import { networkInterfaces } from 'node:os';
+import { isForbiddenAddress } from '../../src/webhooks/safe-address';
 import { uniqueExternalId, validImageTask } from '../helpers/factories';
 import { jpegImage, pngImage } from '../helpers/media';
 import { MediaServer } from '../helpers/media-server';
@@ -75,6 +77,16 @@ describe('media check: image URLs', () => {
     const taskId = await submit(serve(bytes), serve(Buffer.from(bytes)));
 
     await expectMediaInvalid(taskId, 'element_image_list.refer_images[0]: has the same content as frontal_image (refer images must differ from it)');
+  });
+
+  test('when an image is exactly 10 MB, then it passes', async () => {
+    const image = pngImage(320, 320, 'ten');
+    // Bytes after a PNG's IEND chunk are ignored by readers: a valid image of exactly the limit.
+    const url = serve(Buffer.concat([image, Buffer.alloc(10 * 1024 * 1024 - image.length)]));
+
+    const taskId = await submit(url, serve(pngImage(320, 320, 'ten-side')));
+
+    expect(await finished(taskId)).toMatchObject({ status: 'succeed' });
   });
 
   test('when an image announces more than 10 MB, then it fails without its body being read', async () => {
@@ -194,6 +206,32 @@ describe('media check: addresses the worker must not read', () => {
   afterAll(async () => {
     await service.stop();
     await media.stop();
+  });
+
+  /** An address of this machine that the guard allows (a non-private interface), when it has one. */
+  const publicAddress = Object.values(networkInterfaces())
+    .flat()
+    .find((entry) => entry && entry.family === 'IPv4' && !isForbiddenAddress(entry.address))?.address;
+
+  // Needs a second, allowed address to redirect from; this kind of machine has one on eth0.
+  (publicAddress ? test : test.skip)('when an allowed media host redirects to a loopback address, then the redirect is refused and the loopback server never asked', async () => {
+    const inside = `/inside-${Math.random().toString(36).slice(2)}.png`;
+    media.serve(inside, { body: pngImage(320, 320) });
+    const outside = await new MediaServer().start(publicAddress);
+    try {
+      const url = outside.serve('/moved.png', { redirectTo: `${media.baseUrl}${inside}` });
+      const created = await service.http
+        .post('/v1/tasks')
+        .set('authorization', auth)
+        .send(validImageTask({ element_image_list: { frontal_image: url, refer_images: [{ image_url: 'https://media.example.com/side.png' }] } }));
+      const task = await service.waitForTask(created.body.task_id, (t) => t.status === 'failed', 15_000);
+
+      expect(task.error).toEqual({ code: 'media_invalid', message: 'element_image_list.frontal_image: 127.0.0.1 is a private, loopback or link-local address' });
+      expect(outside.requestsFor('/moved.png')).toHaveLength(1);
+      expect(media.requestsFor(inside)).toHaveLength(0);
+    } finally {
+      await outside.stop();
+    }
   });
 
   test.each([

@@ -109,6 +109,13 @@ describe('media check: video URLs', () => {
     await expectMediaInvalid(taskId, 'is not an MP4/MOV video (its bytes are not an ISO media container)');
   });
 
+  test('when the server says the video is exactly 200 MB, then it passes (its metadata is at the start)', async () => {
+    const taskId = await submit(serve(videoFile(FULL_HD), { claimedTotal: 200 * 1024 * 1024 }));
+
+    expect(await finished(taskId)).toMatchObject({ status: 'succeed' });
+    expect(await checkedVideo(taskId)).toMatchObject({ bytes: 200 * 1024 * 1024 });
+  });
+
   test('when the server says the video is over 200 MB, then media_invalid without reading it', async () => {
     const url = serve(videoFile(FULL_HD), { claimedTotal: 200 * 1024 * 1024 + 1 });
 
