@@ -15,10 +15,12 @@ export interface ImageFacts {
   format: 'png' | 'jpeg';
   width: number;
   height: number;
+  /** The file's size. */
   bytes: number;
-  /** sha256 of the bytes: refer images must differ from the frontal image in content, not just in name. */
-  sha256: string;
 }
+
+/** Refer images must differ from the frontal image in content, not just in name: compared by this. */
+export const contentHash = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex');
 
 /** "10,485,761 bytes exceeds the 10 MB limit (10,485,760 bytes)": exact, so a file one byte over says so. */
 export const sizeOverLimit = (bytes: number, limitBytes: number): string =>
@@ -39,16 +41,21 @@ function ratioText(width: number, height: number): string {
 
 const FORMATS: Record<string, ImageFacts['format']> = { png: 'png', jpg: 'jpeg' };
 
+/** The bytes read do not reach the image's dimensions (a JPEG with a large EXIF block, read in part). */
+export class IncompleteImageError extends Error {}
+
 /**
  * Format and dimensions from the file's own header (PNG IHDR, JPEG SOF), never from a name or a
- * Content-Type. Throws ImageRuleError naming the first rule broken.
+ * Content-Type. `bytes` may be the start of the file only (`fileBytes` is then its whole size, and
+ * IncompleteImageError says when the start was not enough). Throws ImageRuleError naming the first rule broken.
  */
-export function inspectImage(bytes: Uint8Array): ImageFacts {
-  if (bytes.length > MAX_IMAGE_BYTES) throw new ImageRuleError(sizeOverLimit(bytes.length, MAX_IMAGE_BYTES));
+export function inspectImage(bytes: Uint8Array, fileBytes = bytes.length): ImageFacts {
+  if (fileBytes > MAX_IMAGE_BYTES) throw new ImageRuleError(sizeOverLimit(fileBytes, MAX_IMAGE_BYTES));
   let size: ReturnType<typeof imageSize>;
   try {
     size = imageSize(bytes);
   } catch {
+    if (bytes.length < fileBytes) throw new IncompleteImageError('the dimensions lie beyond the bytes read');
     throw new ImageRuleError('is not a .jpg/.jpeg or .png image (its bytes are neither)');
   }
   const format = size.type ? FORMATS[size.type] : undefined;
@@ -62,5 +69,5 @@ export function inspectImage(bytes: Uint8Array): ImageFacts {
   if (Math.max(width, height) / Math.min(width, height) > MAX_ASPECT_RATIO) {
     throw new ImageRuleError(`aspect ratio ${ratioText(width, height)} is outside 1:2.5–2.5:1`);
   }
-  return { format, width, height, bytes: bytes.length, sha256: createHash('sha256').update(bytes).digest('hex') };
+  return { format, width, height, bytes: fileBytes };
 }

@@ -1,5 +1,5 @@
-import { checkImageUrl } from './image-check';
-import { type ImageFacts, ImageRuleError, inspectImage } from './image-rules';
+import { checkImageUrl, imageUrlContentHash } from './image-check';
+import { contentHash, type ImageFacts, ImageRuleError, inspectImage } from './image-rules';
 import { fetchMedia, MediaFetchError, validatorOf, type MediaFetchOptions } from './media-fetch';
 import { checkVideoUrl, type VideoFacts, VideoRuleError } from './video-check';
 
@@ -30,7 +30,7 @@ export interface MediaPrecheckOptions extends MediaFetchOptions {
 
 /** What was checked, for the task's timeline (`media_checked` event). */
 export interface MediaReport {
-  images?: ({ field: string } & Omit<ImageFacts, 'sha256'>)[];
+  images?: ({ field: string } & ImageFacts)[];
   video?: { field: string } & VideoFacts;
 }
 
@@ -84,23 +84,40 @@ export function createMediaPrecheck(options: MediaPrecheckOptions) {
     }
   }
 
+  async function imageHash(field: string, source: string): Promise<string> {
+    try {
+      if (!isUrl(source)) return contentHash(Buffer.from(source, 'base64'));
+      return await cached(`sha256:${source}`, () => imageUrlContentHash(source, options));
+    } catch (error) {
+      throw asCheckError(field, error);
+    }
+  }
+
+  /** Read in parallel; the first failure in field order is reported, so the message does not depend on timing. */
+  async function inFieldOrder<T>(jobs: Promise<T>[]): Promise<T[]> {
+    const settled = await Promise.allSettled(jobs);
+    const failed = settled.find((result): result is PromiseRejectedResult => result.status === 'rejected');
+    if (failed) throw failed.reason;
+    return settled.map((result) => (result as PromiseFulfilledResult<T>).value);
+  }
+
   async function checkImages(list: NonNullable<MediaRequest['element_image_list']>, referMayEqualFrontal: boolean): Promise<MediaReport['images']> {
     const sources = [
       { field: 'element_image_list.frontal_image', source: list.frontal_image },
       ...list.refer_images.map((image, index) => ({ field: `element_image_list.refer_images[${index}]`, source: image.image_url })),
     ];
-    // Read in parallel; report the first broken rule in field order, so the message does not depend on timing.
-    const settled = await Promise.allSettled(sources.map(({ field, source }) => imageFacts(field, source)));
-    const failed = settled.find((result): result is PromiseRejectedResult => result.status === 'rejected');
-    if (failed) throw failed.reason;
-    const facts = settled.map((result) => (result as PromiseFulfilledResult<ImageFacts>).value);
-    const [frontal, ...refers] = facts;
+    const facts = await inFieldOrder(sources.map(({ field, source }) => imageFacts(field, source)));
     if (!referMayEqualFrontal) {
-      refers.forEach((refer, index) => {
-        if (refer.sha256 === frontal!.sha256) throw new MediaCheckError('invalid', sources[index + 1]!.field, 'has the same content as frontal_image (refer images must differ from it)');
-      });
+      // Files of different sizes differ: only a refer image as large as the frontal one is read whole and hashed.
+      const [frontal, ...refers] = sources;
+      const suspects = refers.filter((_refer, index) => facts[index + 1]!.bytes === facts[0]!.bytes);
+      if (suspects.length) {
+        const [frontalHash, ...hashes] = await inFieldOrder([frontal!, ...suspects].map(({ field, source }) => imageHash(field, source)));
+        const twin = suspects.find((_suspect, index) => hashes[index] === frontalHash);
+        if (twin) throw new MediaCheckError('invalid', twin.field, 'has the same content as frontal_image (refer images must differ from it)');
+      }
     }
-    return facts.map(({ sha256: _sha256, ...rest }, index) => ({ field: sources[index]!.field, ...rest }));
+    return facts.map((fact, index) => ({ field: sources[index]!.field, ...fact }));
   }
 
   async function checkVideo(url: string): Promise<NonNullable<MediaReport['video']>> {

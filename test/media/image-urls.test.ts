@@ -79,6 +79,37 @@ describe('media check: image URLs', () => {
     await expectMediaInvalid(taskId, 'element_image_list.refer_images[0]: has the same content as frontal_image (refer images must differ from it)');
   });
 
+  test('when large images of different sizes are served with byte ranges, then only their first 64 KiB are read', async () => {
+    const padded = (label: string, bytes: number) => {
+      const image = pngImage(320, 320, label);
+      return Buffer.concat([image, Buffer.alloc(bytes - image.length)]);
+    };
+    const frontal = serve(padded('big-front', 6 * 1024 * 1024), { sliceDelayMs: 2 });
+    const refer = serve(padded('big-side', 5 * 1024 * 1024), { sliceDelayMs: 2 });
+
+    const taskId = await submit(frontal, refer);
+
+    expect(await finished(taskId)).toMatchObject({ status: 'succeed' });
+    for (const url of [frontal, refer]) {
+      const requests = media.requestsFor(new URL(url).pathname);
+      expect(requests.map((request) => request.range)).toEqual(['bytes=0-65535']);
+      expect(requests[0]!.bytesSent).toBe(65_536);
+    }
+  });
+
+  test('when a JPEG\'s dimensions lie past its first 64 KiB (large metadata segments), then it is read whole and checked', async () => {
+    const jpeg = jpegImage(400, 400, 'exif');
+    const segment = (n: number) => Buffer.concat([Buffer.from([0xff, 0xe1 + n]), Buffer.from([0x9c, 0x42]), Buffer.alloc(0x9c40, n)]);
+    const url = serve(Buffer.concat([jpeg.subarray(0, 2), segment(0), segment(1), jpeg.subarray(2)]), { contentType: 'image/jpeg' });
+
+    const taskId = await submit(url, serve(pngImage(320, 320, 'plain')));
+
+    expect(await finished(taskId)).toMatchObject({ status: 'succeed' });
+    expect(media.requestsFor(new URL(url).pathname).map((request) => request.range)).toEqual(['bytes=0-65535', undefined]);
+    const checked = (await service.runtime.tasks.listEvents(taskId)).find((event) => event.type === 'media_checked');
+    expect(checked?.detail).toMatchObject({ images: [{ format: 'jpeg', width: 400, height: 400 }, { format: 'png' }] });
+  });
+
   test('when an image is exactly 10 MB, then it passes', async () => {
     const image = pngImage(320, 320, 'ten');
     // Bytes after a PNG's IEND chunk are ignored by readers: a valid image of exactly the limit.
@@ -101,7 +132,7 @@ describe('media check: image URLs', () => {
   });
 
   test('when an image of unannounced size runs past 10 MB, then the read stops just past the limit', async () => {
-    const url = serve(Buffer.concat([pngImage(320, 320, 'stream'), Buffer.alloc(30 * 1024 * 1024)]), { chunked: true, sliceDelayMs: 1 });
+    const url = serve(Buffer.concat([pngImage(320, 320, 'stream'), Buffer.alloc(30 * 1024 * 1024)]), { chunked: true, ranges: false, sliceDelayMs: 1 });
 
     const taskId = await submit(url, serve(pngImage(320, 320, 'small-2')));
 
