@@ -79,6 +79,8 @@ const envSchema = z
     WORKER_LOCK_DURATION_MS: positiveInt.default(30_000),
     /** A worker-only process (`start:worker`) serves GET /metrics on this port when set; the API serves its own. */
     WORKER_METRICS_PORT: z.coerce.number().int().min(1).max(65535).optional(),
+    /** Live task streams send a heartbeat comment (and re-read the task) this often. */
+    SSE_HEARTBEAT_MS: positiveInt.default(15_000),
     /** Delay between the simulated upstream's status changes in sandbox mode. */
     SANDBOX_STEP_DELAY_MS: z.coerce.number().int().min(0).default(1_500),
   })
@@ -124,6 +126,7 @@ export interface Config {
   webhook: { timeoutMs: number; retryScheduleMs: number[] };
   media: { precheck: boolean; fetchTimeoutMs: number; maxRedirects: number; cacheTtlMs: number };
   adminToken: string | undefined;
+  sseHeartbeatMs: number;
   sandboxStepDelayMs: number;
   sweepIntervalMs: number;
   requeueAfterMs: number;
@@ -183,6 +186,7 @@ export function parseConfig(source: NodeJS.ProcessEnv = process.env): Config {
     media: { precheck: e.MEDIA_PRECHECK, fetchTimeoutMs: e.MEDIA_FETCH_TIMEOUT_MS, maxRedirects: e.MEDIA_MAX_REDIRECTS, cacheTtlMs: e.MEDIA_CACHE_TTL_MS },
     adminToken: e.ADMIN_TOKEN,
     sandboxStepDelayMs: e.SANDBOX_STEP_DELAY_MS,
+    sseHeartbeatMs: e.SSE_HEARTBEAT_MS,
     sweepIntervalMs: e.SWEEP_INTERVAL_MS,
     requeueAfterMs: e.REQUEUE_AFTER_MS,
     worker: { stalledIntervalMs: e.WORKER_STALLED_INTERVAL_MS, lockDurationMs: e.WORKER_LOCK_DURATION_MS, metricsPort: e.WORKER_METRICS_PORT },

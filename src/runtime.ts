@@ -10,6 +10,7 @@ import { createIdempotencyRepository, type IdempotencyRepository } from './db/id
 import { createTaskRepository, type TaskRepository } from './db/task-repository';
 import { createTenantRepository, type TenantRepository } from './db/tenant-repository';
 import type { Logger } from './logger';
+import { createRedisTaskChangeBus, type TaskChangeBus } from './live/task-change-bus';
 import { createMediaPrecheck } from './media/media-precheck';
 import { createMetrics, type Metrics } from './metrics/metrics';
 import { createEnqueuer, type Enqueuer } from './queue/enqueue';
@@ -40,6 +41,8 @@ export interface Runtime {
   callbackTokens: CallbackTokens;
   /** This process's Prometheus registry and the hooks that feed it (src/metrics). */
   metrics: Metrics;
+  /** "Task X changed", across processes (live streams, Prefer: wait). */
+  taskChanges: TaskChangeBus;
   close(): Promise<void>;
 }
 
@@ -57,12 +60,14 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
     queues: [queues.submit, queues.poll, queues.notify, queues.maintenance],
     isRedisReady: () => redis.status === 'ready',
   });
+  const taskChanges = createRedisTaskChangeBus(redis, `${config.queuePrefix}:task-changes`, logger);
   const tasks = createTaskRepository(db, {
     notificationPayload: toNotificationPayload,
     onCreated: (task) => metrics.taskCreated(task),
     // A notification that cannot be queued now waits in Postgres for the maintenance sweep.
     onStatusChange: async (task) => {
       metrics.taskStatusChanged(task);
+      await taskChanges.publish(task.id);
       if (!task.callbackUrl) return;
       await enqueuer.enqueueNotify(task.id).catch((error) => logger.warn({ taskId: task.id, err: error }, 'notification stored but not queued'));
     },
@@ -80,7 +85,9 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
     enqueuer,
     callbackTokens: createCallbackTokens(signingSecret),
     metrics,
+    taskChanges,
     async close() {
+      await taskChanges.close();
       await queues.close().catch(() => undefined);
       // quit() queues behind commands waiting for an unreachable Redis and never returns; nothing to flush then.
       if (redis.status === 'ready') await redis.quit().catch(() => undefined);
@@ -100,6 +107,7 @@ export async function startApi(runtime: Runtime): Promise<{ server: Server; base
     klingWebhookSecret: config.kling.webhookSecret,
     allowPrivateCallbacks: config.allowPrivateCallbacks,
     adminToken: config.adminToken,
+    sseHeartbeatMs: config.sseHeartbeatMs,
     readinessChecks: {
       postgres: async () => {
         await runtime.db.$queryRaw`SELECT 1`;

@@ -7,6 +7,7 @@ import { AppError } from '../errors';
 import type { Logger } from '../logger';
 import type { Metrics } from '../metrics/metrics';
 import type { Enqueuer } from '../queue/enqueue';
+import type { TaskChangeBus } from '../live/task-change-bus';
 import type { TaskQueues } from '../queue/queues';
 import type { CallbackTokens } from '../webhooks/callback-token';
 import { authenticateApiKey } from './authenticate';
@@ -40,6 +41,9 @@ export interface AppDeps {
   /** ADMIN_TOKEN: when set (with the queues), Bull Board is served at /admin/queues behind it. */
   adminToken?: string;
   queues?: TaskQueues;
+  taskChanges: TaskChangeBus;
+  /** SSE_HEARTBEAT_MS */
+  sseHeartbeatMs: number;
 }
 
 /** Ten images of 10 MB in base64 fit; anything bigger is not a valid create request. */
@@ -71,7 +75,7 @@ export function createApp(deps: AppDeps): Express {
       }
       next();
     },
-    taskRoutes(deps),
+    taskRoutes({ ...deps, heartbeatMs: deps.sseHeartbeatMs }),
   );
   app.use('/kling', klingCompatRoutes({ ...deps, bodyLimit: JSON_BODY_LIMIT }));
   app.use(routeNotFound);

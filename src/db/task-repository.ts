@@ -96,6 +96,10 @@ const FIND_FOR_TENANT_SQL = 'SELECT * FROM tasks WHERE id = $1 AND tenant_id = $
 const FIND_BY_EXTERNAL_ID_SQL = 'SELECT * FROM tasks WHERE tenant_id = $1 AND external_task_id = $2';
 const CLAIM_SQL = `UPDATE tasks SET submit_in_flight = true, attempts = attempts + 1, updated_at = $2
   WHERE id = $1 AND status = 'queued' RETURNING *`;
+/** The id of the task's latest status change: its last event whose status differs from the one before. */
+const LATEST_TRANSITION_SQL = `SELECT max(id)::text AS id FROM (
+  SELECT id, status, lag(status) OVER (ORDER BY id) AS previous FROM task_events WHERE task_id = $1 AND status IS NOT NULL
+) e WHERE previous IS NULL OR status <> previous`;
 const ADD_EVENT_SQL = 'INSERT INTO task_events (task_id, type, status, detail) VALUES ($1, $2, $3, $4::jsonb)';
 const INSERT_DELIVERY_SQL = 'INSERT INTO webhook_deliveries (id, task_id, url, payload) VALUES ($1, $2, $3, $4::jsonb)';
 
@@ -419,6 +423,12 @@ ${fast ? `SELECT updated.*, (SELECT callback_url IS NOT NULL FROM tasks WHERE id
 
     async addEvent(taskId: string, event: NewTaskEvent): Promise<void> {
       await sqlPool(db).query(prepared(ADD_EVENT_SQL, [taskId, event.type, event.status ?? null, jsonParam(event.detail)]));
+    },
+
+    /** Identifies the task's current state in its timeline (0 when it has no events): live streams' event ids. */
+    async latestTransitionId(taskId: string): Promise<number> {
+      const { rows } = await sqlPool(db).query<{ id: string | null }>(prepared(LATEST_TRANSITION_SQL, [taskId]));
+      return Number(rows[0]?.id ?? 0);
     },
 
     async listEvents(taskId: string) {

@@ -119,3 +119,23 @@ function closeServer(server: Server): Promise<void> {
   server.closeAllConnections();
   return new Promise((resolve) => server.close(() => resolve()));
 }
+
+/**
+ * Another API process of the same service (same database, Redis and QUEUE_PREFIX, its own connections
+ * and port, no workers): what a second replica behind a load balancer is.
+ */
+export async function startSecondApi(
+  service: TestService,
+  overrides: Partial<Runtime['config']> = {},
+): Promise<{ baseUrl: string; http: ReturnType<typeof supertest>; stop(): Promise<void> }> {
+  const runtime = await createRuntime({ ...service.runtime.config, port: 0, ...overrides }, service.runtime.logger);
+  const { server, baseUrl } = await startApi(runtime);
+  return {
+    baseUrl,
+    http: supertest(baseUrl),
+    async stop() {
+      await closeServer(server);
+      await runtime.close();
+    },
+  };
+}

@@ -1,4 +1,5 @@
 import { listElementsQuerySchema } from '../kling-compat/kling-compat-routes';
+import { MAX_PREFER_WAIT_S } from '../../live/wait-for-task';
 import { idempotencyKeySchema, listTasksQuerySchema } from '../routes/task-routes';
 import { createImageTaskExample, createVideoTaskExample, klingTaskExample, problemExamples, queuedTaskExample, succeededTaskExample } from './openapi-examples';
 import { queryParameters, ref, toJsonSchema, type JsonSchema } from './openapi-schemas';
@@ -30,6 +31,16 @@ const klingErrors = { '400': responseRef('KlingError'), '401': responseRef('Klin
 
 const taskAnswer = (description: string) => answer(description, ref('Task'), { succeeded: succeededTaskExample });
 
+/** RFC 7240 `Prefer: wait=N`, on the routes that answer with one task. */
+const PREFER_WAIT = {
+  name: 'Prefer',
+  in: 'header' as const,
+  required: false,
+  description: `\`wait=N\` (seconds, at most ${MAX_PREFER_WAIT_S}): hold the answer until the task is terminal or N seconds have passed, then answer with the task as it stands (\`Preference-Applied: wait=N\`)`,
+  schema: { type: 'string', example: 'wait=30' },
+};
+const PREFERENCE_APPLIED = { 'Preference-Applied': { description: '`wait=N` when Prefer: wait was honoured', schema: { type: 'string' } } };
+
 export const DOCUMENTED_ROUTES: DocumentedRoute[] = [
   {
     method: 'post',
@@ -50,6 +61,7 @@ export const DOCUMENTED_ROUTES: DocumentedRoute[] = [
           description: 'Your unique key for this create; remembered for 24 hours',
           schema: toJsonSchema(idempotencyKeySchema, 'input'),
         },
+        PREFER_WAIT,
       ],
       requestBody: { required: true, content: json(ref('CreateTaskRequest'), { image: createImageTaskExample, video: createVideoTaskExample }) },
       responses: {
@@ -58,6 +70,7 @@ export const DOCUMENTED_ROUTES: DocumentedRoute[] = [
           headers: {
             Location: { description: 'The task: /v1/tasks/{task_id}', schema: { type: 'string' } },
             'Idempotent-Replayed': { description: '`true` when an earlier request with the same Idempotency-Key created the task', schema: { type: 'string' } },
+            ...PREFERENCE_APPLIED,
           },
         },
         '400': responseRef('ValidationFailed'),
@@ -89,7 +102,8 @@ export const DOCUMENTED_ROUTES: DocumentedRoute[] = [
       tags: TASKS,
       summary: 'Read a task by your external_task_id',
       security: API_KEY,
-      responses: { '200': taskAnswer('The task'), '404': responseRef('TaskNotFound'), ...v1Errors },
+      parameters: [PREFER_WAIT],
+      responses: { '200': { ...taskAnswer('The task'), headers: PREFERENCE_APPLIED }, '404': responseRef('TaskNotFound'), ...v1Errors },
     },
   },
   {
@@ -100,7 +114,27 @@ export const DOCUMENTED_ROUTES: DocumentedRoute[] = [
       tags: TASKS,
       summary: 'Read a task',
       security: API_KEY,
-      responses: { '200': taskAnswer('The task'), '404': responseRef('TaskNotFound'), ...v1Errors },
+      parameters: [PREFER_WAIT],
+      responses: { '200': { ...taskAnswer('The task'), headers: PREFERENCE_APPLIED }, '404': responseRef('TaskNotFound'), ...v1Errors },
+    },
+  },
+  {
+    method: 'get',
+    path: '/v1/tasks/:task_id/stream',
+    operation: {
+      operationId: 'streamTask',
+      tags: TASKS,
+      summary: "Watch a task live (Server-Sent Events)",
+      description:
+        'At once the task as it stands, then one `task` event (the same JSON as GET) per status change, from whichever process committed it; a `: heartbeat` comment every 15 s; the stream ends after the terminal state. ' +
+        'Event ids identify status changes in the task\'s timeline: reconnect with `Last-Event-ID` and the task is sent again only if it has moved on since. States passing faster than one read arrive as the later one; the terminal state always arrives.',
+      security: API_KEY,
+      parameters: [{ name: 'Last-Event-ID', in: 'header', required: false, description: 'The id of the last event received', schema: { type: 'string' } }],
+      responses: {
+        '200': { description: '`text/event-stream`: `id: <n>`, `event: task`, `data: <Task JSON>`', content: { 'text/event-stream': { schema: { type: 'string' } } } },
+        '404': responseRef('TaskNotFound'),
+        ...v1Errors,
+      },
     },
   },
   {

@@ -1,15 +1,17 @@
-import express, { type Router } from 'express';
+import express, { type Request, type Response, type Router } from 'express';
 import { z } from 'zod';
-import type { TaskRepository } from '../../db/task-repository';
+import type { TaskRecord, TaskRepository } from '../../db/task-repository';
+import { preferredWaitSeconds, waitForTask } from '../../live/wait-for-task';
 import { taskNotFound } from '../../errors';
 import { cancelTask } from '../../tasks/cancel-task';
 import { redeliverLatestNotification, type RedeliverDeps } from '../../tasks/redeliver-notification';
 import { createTask, type CreateTaskDeps } from '../../tasks/create-task';
 import { createTaskRequestSchema } from '../../tasks/task-request';
-import { TASK_STATUSES } from '../../tasks/task-status';
+import { isTerminal, TASK_STATUSES } from '../../tasks/task-status';
 import { toTaskEventView, toTaskView } from '../../tasks/task-view';
 import { currentTenant } from '../authenticate';
 import { parseOrThrow } from '../validation';
+import { streamTask, type TaskStreamDeps } from './task-stream';
 
 export const DEFAULT_PAGE_SIZE = 20;
 export const MAX_PAGE_SIZE = 100;
@@ -41,7 +43,22 @@ export const listTasksQuerySchema = z.strictObject({
     .optional(),
 });
 
-export function taskRoutes(deps: CreateTaskDeps & RedeliverDeps & { tasks: TaskRepository }): Router {
+/**
+ * With `Prefer: wait=N` (RFC 7240): the task once it is terminal, or as it stands after N seconds (at most
+ * 60), with `Preference-Applied`; without it, the task as it stands now.
+ */
+async function honourPreferWait(deps: TaskRoutesDeps, req: Request, res: Response, task: TaskRecord): Promise<TaskRecord> {
+  const waitS = preferredWaitSeconds(req.get('prefer'));
+  if (waitS === undefined) return task;
+  res.set('Preference-Applied', `wait=${waitS}`);
+  if (isTerminal(task.status) || waitS === 0) return task;
+  const tenantId = currentTenant(res).tenantId;
+  return (await waitForTask(deps.taskChanges, task.id, () => deps.tasks.findForTenant(tenantId, task.id), waitS * 1000)) ?? task;
+}
+
+export type TaskRoutesDeps = CreateTaskDeps & RedeliverDeps & TaskStreamDeps & { tasks: TaskRepository };
+
+export function taskRoutes(deps: TaskRoutesDeps): Router {
   const router = express.Router();
 
   router.post('/', async (req, res) => {
@@ -49,7 +66,8 @@ export function taskRoutes(deps: CreateTaskDeps & RedeliverDeps & { tasks: TaskR
     const request = parseOrThrow(createTaskRequestSchema, req.body, 'task');
     const { task, replayed } = await createTask(deps, currentTenant(res).tenantId, request, { idempotencyKey });
     if (replayed) res.set('Idempotent-Replayed', 'true');
-    res.status(202).location(`/v1/tasks/${task.id}`).json(toTaskView(task));
+    res.location(`/v1/tasks/${task.id}`);
+    res.status(202).json(toTaskView(await honourPreferWait(deps, req, res, task)));
   });
 
   router.get('/', async (req, res) => {
@@ -67,14 +85,16 @@ export function taskRoutes(deps: CreateTaskDeps & RedeliverDeps & { tasks: TaskR
   router.get('/by-external-id/:external_task_id', async (req, res) => {
     const task = await deps.tasks.findByExternalId(currentTenant(res).tenantId, req.params.external_task_id);
     if (!task) throw taskNotFound(req.params.external_task_id);
-    res.json(toTaskView(task));
+    res.json(toTaskView(await honourPreferWait(deps, req, res, task)));
   });
 
   router.get('/:task_id', async (req, res) => {
     const task = await deps.tasks.findForTenant(currentTenant(res).tenantId, req.params.task_id);
     if (!task) throw taskNotFound(req.params.task_id);
-    res.json(toTaskView(task));
+    res.json(toTaskView(await honourPreferWait(deps, req, res, task)));
   });
+
+  router.get('/:task_id/stream', streamTask(deps));
 
   router.get('/:task_id/events', async (req, res) => {
     const task = await deps.tasks.findForTenant(currentTenant(res).tenantId, req.params.task_id);
