@@ -79,6 +79,13 @@ const envSchema = z
     WORKER_LOCK_DURATION_MS: positiveInt.default(30_000),
     /** A worker-only process (`start:worker`) serves GET /metrics on this port when set; the API serves its own. */
     WORKER_METRICS_PORT: z.coerce.number().int().min(1).max(65535).optional(),
+    /** Finished tasks and their events are purged this many days after they finished (0: kept forever). */
+    RETENTION_DAYS: z.coerce.number().min(0).default(30),
+    /** Submit jobs are ordered round-robin between tenants (off: first come, first served). */
+    FAIR_SHARE: flag(true),
+    /** Per-tenant limits on unfinished tasks and on submits per minute; 0 = no limit. */
+    TENANT_MAX_IN_FLIGHT: z.coerce.number().int().min(0).default(0),
+    TENANT_MAX_SUBMITS_PER_MINUTE: z.coerce.number().int().min(0).default(0),
     /** Live task streams send a heartbeat comment (and re-read the task) this often. */
     SSE_HEARTBEAT_MS: positiveInt.default(15_000),
     /** Delay between the simulated upstream's status changes in sandbox mode. */
@@ -126,6 +133,10 @@ export interface Config {
   webhook: { timeoutMs: number; retryScheduleMs: number[] };
   media: { precheck: boolean; fetchTimeoutMs: number; maxRedirects: number; cacheTtlMs: number };
   adminToken: string | undefined;
+  /** Undefined: finished tasks are kept forever. */
+  retentionMs: number | undefined;
+  fairShare: boolean;
+  tenantLimits: { maxInFlight: number; maxSubmitsPerMinute: number };
   sseHeartbeatMs: number;
   sandboxStepDelayMs: number;
   sweepIntervalMs: number;
@@ -187,6 +198,9 @@ export function parseConfig(source: NodeJS.ProcessEnv = process.env): Config {
     adminToken: e.ADMIN_TOKEN,
     sandboxStepDelayMs: e.SANDBOX_STEP_DELAY_MS,
     sseHeartbeatMs: e.SSE_HEARTBEAT_MS,
+    fairShare: e.FAIR_SHARE,
+    retentionMs: e.RETENTION_DAYS > 0 ? e.RETENTION_DAYS * 24 * 3_600_000 : undefined,
+    tenantLimits: { maxInFlight: e.TENANT_MAX_IN_FLIGHT, maxSubmitsPerMinute: e.TENANT_MAX_SUBMITS_PER_MINUTE },
     sweepIntervalMs: e.SWEEP_INTERVAL_MS,
     requeueAfterMs: e.REQUEUE_AFTER_MS,
     worker: { stalledIntervalMs: e.WORKER_STALLED_INTERVAL_MS, lockDurationMs: e.WORKER_LOCK_DURATION_MS, metricsPort: e.WORKER_METRICS_PORT },

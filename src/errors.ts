@@ -15,6 +15,8 @@ export const ERROR_CATALOG = {
   TASK_NOT_RETRYABLE: { status: 409, title: 'Only a failed task can be retried' },
   NOTHING_TO_REDELIVER: { status: 409, title: 'Nothing to redeliver' },
   IDEMPOTENCY_KEY_REUSED: { status: 422, title: 'Idempotency-Key reused with a different request' },
+  TENANT_RATE_LIMITED: { status: 429, title: 'Too many submits' },
+  TENANT_IN_FLIGHT_LIMIT: { status: 429, title: 'Too many tasks in flight' },
   PAYLOAD_TOO_LARGE: { status: 413, title: 'Request body too large' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, title: 'Request body must be application/json' },
   SERVICE_UNAVAILABLE: { status: 503, title: 'Service temporarily unavailable' },

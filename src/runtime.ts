@@ -10,7 +10,10 @@ import { createIdempotencyRepository, type IdempotencyRepository } from './db/id
 import { createTaskRepository, type TaskRepository } from './db/task-repository';
 import { createTenantRepository, type TenantRepository } from './db/tenant-repository';
 import type { Logger } from './logger';
+import { createThroughput, type Throughput } from './live/queue-position';
 import { createRedisTaskChangeBus, type TaskChangeBus } from './live/task-change-bus';
+import { createFairShare } from './queue/fair-share';
+import { createTenantLimits, type TenantLimits } from './tasks/tenant-limits';
 import { createMediaPrecheck } from './media/media-precheck';
 import { createMetrics, type Metrics } from './metrics/metrics';
 import { createEnqueuer, type Enqueuer } from './queue/enqueue';
@@ -41,6 +44,10 @@ export interface Runtime {
   callbackTokens: CallbackTokens;
   /** This process's Prometheus registry and the hooks that feed it (src/metrics). */
   metrics: Metrics;
+  /** Tasks accepted by Kling per minute, across workers (queue position estimates). */
+  throughput: Throughput;
+  /** Per-tenant admission limits, when configured. */
+  tenantLimits?: TenantLimits;
   /** "Task X changed", across processes (live streams, Prefer: wait). */
   taskChanges: TaskChangeBus;
   close(): Promise<void>;
@@ -55,7 +62,11 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
   // Each BullMQ queue re-emits the connection's errors; with no listener BullMQ console.errors every retry.
   for (const queue of [queues.submit, queues.poll, queues.maintenance, queues.notify]) queue.on('error', (error) => logger.debug({ err: error, queue: queue.name }, 'queue connection error'));
   const signingSecret = await resolveSigningSecret(config.webhookSigningSecret, createSettingsRepository(db));
-  const enqueuer = createEnqueuer(queues, { maxAttempts: config.kling.maxAttempts, isConnected: () => redis.status === 'ready' });
+  const enqueuer = createEnqueuer(queues, {
+    maxAttempts: config.kling.maxAttempts,
+    isConnected: () => redis.status === 'ready',
+    fairShare: config.fairShare ? createFairShare(redis, config.queuePrefix) : undefined,
+  });
   const metrics = createMetrics({
     queues: [queues.submit, queues.poll, queues.notify, queues.maintenance],
     isRedisReady: () => redis.status === 'ready',
@@ -72,10 +83,14 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
       await enqueuer.enqueueNotify(task.id).catch((error) => logger.warn({ taskId: task.id, err: error }, 'notification stored but not queued'));
     },
   });
+  const limits = config.tenantLimits;
+  const tenantLimits = limits.maxInFlight > 0 || limits.maxSubmitsPerMinute > 0 ? createTenantLimits({ redis, keyPrefix: config.queuePrefix, tasks }, limits) : undefined;
   return {
     config,
     logger,
     db,
+    tenantLimits,
+    throughput: createThroughput(redis, config.queuePrefix),
     redis,
     queues,
     tasks,
@@ -108,6 +123,7 @@ export async function startApi(runtime: Runtime): Promise<{ server: Server; base
     allowPrivateCallbacks: config.allowPrivateCallbacks,
     adminToken: config.adminToken,
     sseHeartbeatMs: config.sseHeartbeatMs,
+    fairShare: config.fairShare,
     readinessChecks: {
       postgres: async () => {
         await runtime.db.$queryRaw`SELECT 1`;
@@ -151,6 +167,7 @@ export function startWorkerProcessors(runtime: Runtime, publicBaseUrl: string): 
       ...runtime,
       kling,
       notifyQueue: runtime.queues.notify,
+      recordSubmitted: () => runtime.throughput.record(),
       checkMedia: mediaPrecheck && ((task) => mediaPrecheck(task.request, { referMayEqualFrontal: task.callbackFormat === 'kling' })),
       callbackUrlFor: (task) => `${runtime.callbackTokens.callbackUrl(publicBaseUrl, task.id)}${callbackRoundParam(task)}`,
       maxAttempts: config.kling.maxAttempts,
@@ -158,6 +175,7 @@ export function startWorkerProcessors(runtime: Runtime, publicBaseUrl: string): 
       requeueAfterMs: config.requeueAfterMs,
       pollIntervalMs: config.kling.pollIntervalMs,
       taskTimeoutMs: config.kling.taskTimeoutMs,
+      retentionMs: config.retentionMs,
       webhook: { ...config.webhook, allowPrivate: config.allowPrivateCallbacks },
     },
     {

@@ -19,6 +19,8 @@ export interface MaintenanceSweepDeps {
   requeueAfterMs: number;
   pollIntervalMs: number;
   taskTimeoutMs: number;
+  /** Finished tasks older than this are purged (undefined: kept forever). */
+  retentionMs?: number;
 }
 
 export interface SweepReport {
@@ -27,6 +29,7 @@ export interface SweepReport {
   timedOut: number;
   notificationsRequeued: number;
   idempotencyKeysPurged: number;
+  tasksPurged: number;
 }
 
 /**
@@ -44,7 +47,8 @@ export async function runMaintenanceSweep(deps: MaintenanceSweepDeps, now = new 
   const polled = await pollQuietTasks(deps, now);
   const notificationsRequeued = await requeueLostNotifications(deps, now);
   const idempotencyKeysPurged = await deps.idempotency.purgeExpired();
-  const report = { requeued, polled, timedOut, notificationsRequeued, idempotencyKeysPurged };
+  const tasksPurged = await purgeExpiredTasks(deps, now);
+  const report = { requeued, polled, timedOut, notificationsRequeued, idempotencyKeysPurged, tasksPurged };
   if (Object.values(report).some(Boolean)) deps.logger.info(report, 'maintenance sweep');
   return report;
 }
@@ -60,7 +64,7 @@ async function requeueLostTasks(deps: MaintenanceSweepDeps, now: Date): Promise<
     // (a worker killed mid-request) would only block cancel. The next attempt looks Kling up first.
     const stillLost = await deps.tasks.update(task.id, { submitInFlight: false }, { status: 'queued', updatedAt: task.updatedAt });
     if (!stillLost) continue;
-    await deps.enqueuer.replaceSubmitJob(task.id);
+    await deps.enqueuer.replaceSubmitJob(task);
     await deps.tasks.addEvent(task.id, { type: 'requeued', status: 'queued', detail: { previous_job_state: state } });
     requeued++;
   }
@@ -102,4 +106,21 @@ async function failOverdueTasks(deps: MaintenanceSweepDeps, now: Date): Promise<
     if (updated) failed++;
   }
   return failed;
+}
+
+/** Rows per purge statement, and statements per sweep: a large expired backlog goes over several sweeps. */
+const PURGE_BATCH = 500;
+const PURGE_BATCHES_PER_SWEEP = 10;
+
+/** Retention: finished tasks (with their events) older than RETENTION_DAYS, in small batches. */
+async function purgeExpiredTasks(deps: MaintenanceSweepDeps, now: Date): Promise<number> {
+  if (deps.retentionMs === undefined) return 0;
+  const before = new Date(now.getTime() - deps.retentionMs);
+  let purged = 0;
+  for (let batch = 0; batch < PURGE_BATCHES_PER_SWEEP; batch++) {
+    const deleted = await deps.tasks.purgeFinishedBefore(before, PURGE_BATCH);
+    purged += deleted;
+    if (deleted < PURGE_BATCH) break;
+  }
+  return purged;
 }

@@ -44,7 +44,7 @@ export async function startWorkers(deps: Deps, options: WorkerOptions): Promise<
   // mid-job) back off exponentially from the same base.
   const backoffStrategy = (attemptsMade: number, type?: string, error?: Error) =>
     type === UPSTREAM_BACKOFF && error instanceof RetryLater ? error.delayMs : retryDelayMs(attemptsMade, options.retryBaseDelayMs, error);
-  const submit: Worker = new Worker(SUBMIT_QUEUE, (job: Job) => submitTask({ ...deps, pauseSubmissions: (ms) => submit.rateLimit(ms) }, job), {
+  const submit: Worker = new Worker(SUBMIT_QUEUE, (job: Job, token?: string) => submitTask({ ...deps, pauseSubmissions: (ms) => submit.rateLimit(ms) }, job, token), {
     ...common,
     limiter: { max: options.rateLimit.max, duration: options.rateLimit.durationMs },
     settings: { backoffStrategy },

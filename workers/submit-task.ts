@@ -1,4 +1,4 @@
-import { UnrecoverableError, Worker, type Job } from 'bullmq';
+import { DelayedError, UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { TaskRecord, TaskRepository } from '../src/db/task-repository';
 import type { Logger } from '../src/logger';
 import { MediaCheckError, type MediaReport } from '../src/media/media-precheck';
@@ -25,6 +25,8 @@ export interface SubmitTaskDeps {
    * requests", the next task would be refused too.
    */
   pauseSubmissions(ms: number): Promise<void>;
+  /** Counts a task accepted by Kling (the pace behind queued tasks' estimated start). */
+  recordSubmitted?: () => Promise<void>;
   /** MEDIA_PRECHECK: reads the task's media URLs and holds them to Kling's rules (absent: off). */
   checkMedia?: (task: TaskRecord) => Promise<MediaReport>;
 }
@@ -37,8 +39,10 @@ const asUpstreamError = (error: unknown): UpstreamError =>
  * and a retry first asks Kling for our external_task_id, so a create whose answer was lost is adopted
  * rather than sent again.
  */
-export async function submitTask(deps: SubmitTaskDeps, job: Job): Promise<void> {
-  const { taskId } = taskJobSchema.parse(job.data);
+export async function submitTask(deps: SubmitTaskDeps, job: Job, token?: string): Promise<void> {
+  const { taskId, tenantId } = taskJobSchema.parse(job.data);
+  // The job leaves its tenant's backlog the first time a worker takes it (retries keep their place).
+  if (tenantId && job.opts.priority && job.attemptsMade === 0) await deps.enqueuer.releaseFairShare(tenantId).catch(() => undefined);
   const task = await deps.tasks.claimForSubmit(taskId);
   if (!task) {
     const current = await deps.tasks.findById(taskId);
@@ -49,6 +53,7 @@ export async function submitTask(deps: SubmitTaskDeps, job: Job): Promise<void> 
   try {
     const { snapshot, adopted } = await findOrCreateUpstream(deps, task);
     await applyUpstreamUpdate(deps, task, snapshot, 'submit', { attempt, adopted });
+    await deps.recordSubmitted?.();
     deps.logger.info({ taskId, upstreamTaskId: snapshot.task_id, attempt, adopted }, 'task accepted by Kling');
   } catch (caught) {
     const error = asUpstreamError(caught);
@@ -75,6 +80,13 @@ export async function submitTask(deps: SubmitTaskDeps, job: Job): Promise<void> 
     if (rateLimited) {
       // The job goes back to the queue untouched and the queue waits: no task is tried before Kling's delay.
       await deps.pauseSubmissions(delayMs);
+      // A prioritized job (fair share) handed back with RateLimitError can sit unnoticed until the worker's
+      // next idle poll (seconds); parked as delayed — which uses up no attempt either — it keeps its
+      // priority and comes back as soon as the delay ends.
+      if (job.opts.priority && token) {
+        await job.moveToDelayed(Date.now() + delayMs, token);
+        throw new DelayedError();
+      }
       throw Worker.RateLimitError();
     }
     throw new RetryLater(delayMs, error);

@@ -7,7 +7,9 @@ import { AppError } from '../errors';
 import type { Logger } from '../logger';
 import type { Metrics } from '../metrics/metrics';
 import type { Enqueuer } from '../queue/enqueue';
+import type { Throughput } from '../live/queue-position';
 import type { TaskChangeBus } from '../live/task-change-bus';
+import type { TenantLimits } from '../tasks/tenant-limits';
 import type { TaskQueues } from '../queue/queues';
 import type { CallbackTokens } from '../webhooks/callback-token';
 import { authenticateApiKey } from './authenticate';
@@ -42,6 +44,11 @@ export interface AppDeps {
   adminToken?: string;
   queues?: TaskQueues;
   taskChanges: TaskChangeBus;
+  tenantLimits?: TenantLimits;
+  /** Recent pace of submissions, for queued tasks' estimated start. */
+  throughput: Throughput;
+  /** FAIR_SHARE: queue positions count tenants' turns. */
+  fairShare: boolean;
   /** SSE_HEARTBEAT_MS */
   sseHeartbeatMs: number;
 }

@@ -33,6 +33,12 @@ function fromBodyParser(error: { type?: string; message?: string }): AppError | 
 /** How long a client should wait before retrying while a dependency is down. */
 export const RETRY_AFTER_SECONDS = 5;
 
+/** Seconds for the Retry-After header: dependency outages and per-tenant limits say when to come back. */
+export function retryAfterSeconds(error: AppError): number | undefined {
+  if (error.code === 'SERVICE_UNAVAILABLE') return RETRY_AFTER_SECONDS;
+  return typeof error.details.retry_after_s === 'number' ? error.details.retry_after_s : undefined;
+}
+
 /** Every error becomes an AppError here, and only AppErrors' messages reach clients. */
 export function normalizeError(error: unknown): AppError {
   if (error instanceof AppError) return error;
@@ -60,8 +66,9 @@ export function problemErrorHandler(logger: Logger): ErrorRequestHandler {
     const appError = normalizeError(error);
     // req.log (pino-http) carries the request id.
     const log = req.log ?? logger;
+    const retryAfter = retryAfterSeconds(appError);
+    if (retryAfter !== undefined) res.set('Retry-After', String(retryAfter));
     if (appError.code === 'SERVICE_UNAVAILABLE') {
-      res.set('Retry-After', String(RETRY_AFTER_SECONDS));
       log.warn({ method: req.method, path: req.baseUrl + req.path, reason: (error as Error)?.message }, 'dependency unavailable');
     } else if (appError.status >= 500) {
       log.error({ err: error, method: req.method, path: req.baseUrl + req.path }, 'request failed');

@@ -96,6 +96,20 @@ const FIND_FOR_TENANT_SQL = 'SELECT * FROM tasks WHERE id = $1 AND tenant_id = $
 const FIND_BY_EXTERNAL_ID_SQL = 'SELECT * FROM tasks WHERE tenant_id = $1 AND external_task_id = $2';
 const CLAIM_SQL = `UPDATE tasks SET submit_in_flight = true, attempts = attempts + 1, updated_at = $2
   WHERE id = $1 AND status = 'queued' RETURNING *`;
+/** One batch of expired finished tasks; their events, deliveries and Idempotency-Keys go with them (ON DELETE CASCADE). */
+const PURGE_FINISHED_SQL = `DELETE FROM tasks WHERE id IN (
+  SELECT id FROM tasks WHERE status IN ('succeed', 'failed', 'canceled') AND completed_at < $1
+  ORDER BY completed_at LIMIT $2 FOR UPDATE SKIP LOCKED
+)`;
+
+/** Queued tasks per tenant, and how many of them were created before the given task (ids sort by creation). */
+const QUEUED_BACKLOG_SQL = `SELECT tenant_id, count(*) AS queued, count(*) FILTER (WHERE id < $1) AS before
+  FROM tasks WHERE status = 'queued' AND id <> $1 GROUP BY tenant_id`;
+
+const COUNT_UNFINISHED_SQL = `SELECT count(*) AS n FROM (
+  SELECT 1 FROM tasks WHERE tenant_id = $1 AND status IN ('queued', 'submitted', 'processing') LIMIT $2
+) unfinished`;
+
 /** The id of the task's latest status change: its last event whose status differs from the one before. */
 const LATEST_TRANSITION_SQL = `SELECT max(id)::text AS id FROM (
   SELECT id, status, lag(status) OVER (ORDER BY id) AS previous FROM task_events WHERE task_id = $1 AND status IS NOT NULL
@@ -423,6 +437,27 @@ ${fast ? `SELECT updated.*, (SELECT callback_url IS NOT NULL FROM tasks WHERE id
 
     async addEvent(taskId: string, event: NewTaskEvent): Promise<void> {
       await sqlPool(db).query(prepared(ADD_EVENT_SQL, [taskId, event.type, event.status ?? null, jsonParam(event.detail)]));
+    },
+
+    /**
+     * Deletes up to `batch` tasks finished before `before`, oldest first: one short statement that skips
+     * rows another transaction holds, so live traffic is never blocked behind it.
+     */
+    async purgeFinishedBefore(before: Date, batch: number): Promise<number> {
+      const result = await sqlPool(db).query(prepared(PURGE_FINISHED_SQL, [before, batch]));
+      return result.rowCount ?? 0;
+    },
+
+    /** For a queued task's position: every tenant's queued tasks, and those created before `taskId`. */
+    async queuedBacklog(taskId: string): Promise<{ tenantId: string; queued: number; before: number }[]> {
+      const { rows } = await sqlPool(db).query<{ tenant_id: string; queued: string; before: string }>(prepared(QUEUED_BACKLOG_SQL, [taskId]));
+      return rows.map((row) => ({ tenantId: row.tenant_id, queued: Number(row.queued), before: Number(row.before) }));
+    },
+
+    /** The tenant's tasks not yet finished, counted up to `upTo` (a bounded index scan, whatever the backlog). */
+    async countUnfinished(tenantId: string, upTo: number): Promise<number> {
+      const { rows } = await sqlPool(db).query<{ n: string }>(prepared(COUNT_UNFINISHED_SQL, [tenantId, upTo]));
+      return Number(rows[0]?.n ?? 0);
     },
 
     /** Identifies the task's current state in its timeline (0 when it has no events): live streams' event ids. */

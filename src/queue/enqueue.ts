@@ -1,4 +1,5 @@
 import type { TaskQueues } from './queues';
+import type { FairShare } from './fair-share';
 import { notifyJobId, UPSTREAM_BACKOFF } from './queues';
 
 /** Long enough for a healthy Redis, short enough that an outage does not hold the client's request. */
@@ -15,8 +16,16 @@ function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<
 /** A submit job in one of these states will still run its task; any other state (or none) means it will not. */
 export const LIVE_JOB_STATES: ReadonlySet<string> = new Set(['waiting', 'active', 'delayed', 'prioritized', 'waiting-children']);
 
+/** What queuing a submit needs to know of the task. */
+export interface SubmitTarget {
+  id: string;
+  tenantId: string;
+}
+
 export interface EnqueuerOptions {
   maxAttempts: number;
+  /** Orders submit jobs round-robin between tenants (see fair-share.ts); absent: first come, first served. */
+  fairShare?: FairShare;
   /** False while Redis is unreachable: adds then fail at once instead of piling up in the client. */
   isConnected?: () => boolean;
 }
@@ -30,25 +39,33 @@ export function createEnqueuer(queues: TaskQueues, options: EnqueuerOptions) {
      * Queues the upstream submit. The job id is the task id, so adding it again while the job exists is a
      * no-op: re-queuing a stuck task can never create a second submit job.
      */
-    async enqueueSubmit(taskId: string): Promise<void> {
+    async enqueueSubmit(task: SubmitTarget): Promise<void> {
       requireConnection();
+      const priority = options.fairShare ? await withTimeout(options.fairShare.admit(task.tenantId), ENQUEUE_TIMEOUT_MS, 'Taking a fair-share place') : undefined;
       await withTimeout(
         queues.submit.add(
           'submit',
-          { taskId },
+          { taskId: task.id, tenantId: task.tenantId },
           {
-            jobId: taskId,
+            jobId: task.id,
+            ...(priority ? { priority } : {}),
             // One more than our own attempt cap: the processor decides when to give up (it counts
             // attempts in Postgres, across stalls and restarts); BullMQ's cap is only a backstop.
             attempts: options.maxAttempts + 1,
             backoff: { type: UPSTREAM_BACKOFF },
+            // Redis keeps a bounded number of finished jobs; Postgres keeps the history.
             removeOnComplete: { age: 24 * 3600, count: 10_000 },
-            removeOnFail: { age: 7 * 24 * 3600 },
+            removeOnFail: { age: 7 * 24 * 3600, count: 10_000 },
           },
         ),
         ENQUEUE_TIMEOUT_MS,
         'Queueing the submit job',
       );
+    },
+
+    /** A worker took one of the tenant's submit jobs for the first time (see fair-share.ts). */
+    async releaseFairShare(tenantId: string): Promise<void> {
+      await options.fairShare?.release(tenantId);
     },
 
     /** The state of the task's submit job (`missing` when there is none). */
@@ -62,10 +79,10 @@ export function createEnqueuer(queues: TaskQueues, options: EnqueuerOptions) {
      * Queues the submit again for a task whose job has ended (completed, failed) or vanished: the old job
      * is removed first, since its id would make a plain add a no-op. Only for a job not in LIVE_JOB_STATES.
      */
-    async replaceSubmitJob(taskId: string): Promise<void> {
+    async replaceSubmitJob(task: SubmitTarget): Promise<void> {
       requireConnection();
-      await queues.submit.remove(taskId).catch(() => undefined);
-      await this.enqueueSubmit(taskId);
+      await queues.submit.remove(task.id).catch(() => undefined);
+      await this.enqueueSubmit(task);
     },
 
     /**
@@ -84,7 +101,7 @@ export function createEnqueuer(queues: TaskQueues, options: EnqueuerOptions) {
             attempts: 1_000,
             backoff: { type: UPSTREAM_BACKOFF },
             removeOnComplete: true,
-            removeOnFail: { age: 7 * 24 * 3600 },
+            removeOnFail: { age: 7 * 24 * 3600, count: 10_000 },
           },
         ),
         ENQUEUE_TIMEOUT_MS,
@@ -105,7 +122,7 @@ export function createEnqueuer(queues: TaskQueues, options: EnqueuerOptions) {
             attempts: 5,
             backoff: { type: 'exponential', delay: 1_000 },
             removeOnComplete: true,
-            removeOnFail: { age: 24 * 3600 },
+            removeOnFail: { age: 24 * 3600, count: 10_000 },
           },
         ),
         ENQUEUE_TIMEOUT_MS,

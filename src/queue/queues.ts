@@ -8,7 +8,7 @@ export const MAINTENANCE_QUEUE = 'maintenance';
 export const NOTIFY_QUEUE = 'notify-client';
 
 /** Jobs carry only the task id: Postgres is the source of truth, and a job re-reads the row. */
-export const taskJobSchema = z.object({ taskId: z.string().min(1) });
+export const taskJobSchema = z.object({ taskId: z.string().min(1), tenantId: z.string().min(1).optional() });
 export type TaskJob = z.infer<typeof taskJobSchema>;
 
 /** One notify job per task at a time (see enqueueNotify). */

@@ -7,6 +7,7 @@ import type { Logger } from '../logger';
 import type { Enqueuer } from '../queue/enqueue';
 import { isForbiddenLiteralHost } from '../webhooks/safe-address';
 import { toElementFields, type CreateTaskRequest } from './task-request';
+import type { TenantLimits } from './tenant-limits';
 
 export interface CreateTaskDeps {
   tasks: TaskRepository;
@@ -14,6 +15,8 @@ export interface CreateTaskDeps {
   enqueuer: Enqueuer;
   logger: Logger;
   allowPrivateCallbacks: boolean;
+  /** Per-tenant admission limits (absent: none). */
+  tenantLimits?: TenantLimits;
 }
 
 export interface CreateTaskOptions {
@@ -65,6 +68,8 @@ export async function createTask(deps: CreateTaskDeps, tenantId: string, request
     const stored = await deps.idempotency.find(tenantId, key);
     if (stored) return replay(deps, stored, hash, key);
   }
+  // After the replay check: answering an earlier request again creates nothing and counts against nothing.
+  await deps.tenantLimits?.admit(tenantId);
   let task: TaskRecord;
   try {
     task = await deps.tasks.insert({
@@ -83,7 +88,7 @@ export async function createTask(deps: CreateTaskDeps, tenantId: string, request
     throw error;
   }
   try {
-    await deps.enqueuer.enqueueSubmit(task.id);
+    await deps.enqueuer.enqueueSubmit(task);
   } catch (error) {
     deps.logger.warn({ taskId: task.id, err: error }, 'task stored but not queued; it stays queued until re-queued');
     await deps.tasks

@@ -29,7 +29,7 @@ export async function retryFailedTask(deps: RetryTaskDeps, taskId: string, by: s
   try {
     // A job that will still run (it cannot, for a failed task, but a sweep may have just added one) claims
     // the queued task itself; an ended one is replaced.
-    if (!LIVE_JOB_STATES.has(await deps.enqueuer.submitJobState(taskId))) await deps.enqueuer.replaceSubmitJob(taskId);
+    if (!LIVE_JOB_STATES.has(await deps.enqueuer.submitJobState(taskId))) await deps.enqueuer.replaceSubmitJob(task);
     return { task, queued: true };
   } catch {
     return { task, queued: false };

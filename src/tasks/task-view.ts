@@ -30,6 +30,15 @@ export const taskViewSchema = z
     updated_at: timestamp,
     submitted_at: timestamp.nullable(),
     completed_at: timestamp.nullable(),
+    queue_position: z
+      .object({
+        tenant: z.int().meta({ description: "Your queued tasks that go to Kling before this one" }),
+        all: z.int().meta({ description: 'All queued tasks that go before it (tenants take turns when FAIR_SHARE is on)' }),
+        per_second: z.number().nullable().meta({ description: 'Tasks sent to Kling per second over the last 5 minutes' }),
+        estimated_start_at: timestamp.nullable().meta({ description: 'When its turn should come at that pace (null: no recent pace)' }),
+      })
+      .optional()
+      .meta({ description: 'Only on a single queued task (GET by id or external id): an estimate' }),
   })
   .meta({ title: 'Task' });
 

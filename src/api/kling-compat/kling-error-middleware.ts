@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { ErrorRequestHandler, Request, RequestHandler, Response } from 'express';
 import { AppError, type ErrorCode } from '../../errors';
 import type { Logger } from '../../logger';
-import { normalizeError, RETRY_AFTER_SECONDS } from '../error-middleware';
+import { normalizeError, retryAfterSeconds } from '../error-middleware';
 import type { KlingFailure } from './kling-envelope';
 
 interface KlingError {
@@ -34,6 +34,9 @@ const KLING_ERRORS: Record<ErrorCode, KlingError> = {
   TASK_NOT_RETRYABLE: { httpStatus: 400, code: 1201 },
   NOTHING_TO_REDELIVER: { httpStatus: 400, code: 1201 },
   IDEMPOTENCY_KEY_REUSED: { httpStatus: 400, code: 1201 },
+  // Kling's own rate (1302) and concurrency (1303) refusals, for our per-tenant limits.
+  TENANT_RATE_LIMITED: { httpStatus: 429, code: 1302 },
+  TENANT_IN_FLIGHT_LIMIT: { httpStatus: 429, code: 1303 },
   SERVICE_UNAVAILABLE: { httpStatus: 503, code: 5001 },
   INTERNAL: { httpStatus: 500, code: 5000 },
 };
@@ -68,8 +71,9 @@ export function klingErrorHandler(logger: Logger): ErrorRequestHandler {
     const requestId = klingRequestId(res);
     const logContext = { method: req.method, path: req.baseUrl + req.path, request_id: requestId };
     const log = req.log ?? logger;
+    const retryAfter = retryAfterSeconds(appError);
+    if (retryAfter !== undefined) res.set('Retry-After', String(retryAfter));
     if (appError.code === 'SERVICE_UNAVAILABLE') {
-      res.set('Retry-After', String(RETRY_AFTER_SECONDS));
       log.warn({ ...logContext, reason: (error as Error)?.message }, 'dependency unavailable');
     } else if (appError.status >= 500) {
       log.error({ ...logContext, err: error }, 'request failed');

@@ -78,6 +78,10 @@ export const DOCUMENTED_ROUTES: DocumentedRoute[] = [
         '413': responseRef('Problem'),
         '415': responseRef('Problem'),
         '422': responseRef('Problem'),
+        '429': {
+          ...answer('A per-tenant limit (TENANT_MAX_SUBMITS_PER_MINUTE, TENANT_MAX_IN_FLIGHT) is reached: nothing was stored', ref('Problem')),
+          headers: { 'Retry-After': { description: 'Seconds until a submit may succeed', schema: { type: 'integer' } } },
+        },
         ...v1Errors,
       },
     },

@@ -1,6 +1,7 @@
 import express, { type Request, type Response, type Router } from 'express';
 import { z } from 'zod';
 import type { TaskRecord, TaskRepository } from '../../db/task-repository';
+import { queuePosition, type Throughput } from '../../live/queue-position';
 import { preferredWaitSeconds, waitForTask } from '../../live/wait-for-task';
 import { taskNotFound } from '../../errors';
 import { cancelTask } from '../../tasks/cancel-task';
@@ -56,7 +57,13 @@ async function honourPreferWait(deps: TaskRoutesDeps, req: Request, res: Respons
   return (await waitForTask(deps.taskChanges, task.id, () => deps.tasks.findForTenant(tenantId, task.id), waitS * 1000)) ?? task;
 }
 
-export type TaskRoutesDeps = CreateTaskDeps & RedeliverDeps & TaskStreamDeps & { tasks: TaskRepository };
+export type TaskRoutesDeps = CreateTaskDeps & RedeliverDeps & TaskStreamDeps & { tasks: TaskRepository; throughput: Throughput; fairShare: boolean };
+
+/** One task as GET shows it: a queued one with its place in the queue. */
+async function singleTaskView(deps: TaskRoutesDeps, task: TaskRecord) {
+  const view = toTaskView(task);
+  return task.status === 'queued' ? { ...view, queue_position: await queuePosition(deps, task) } : view;
+}
 
 export function taskRoutes(deps: TaskRoutesDeps): Router {
   const router = express.Router();
@@ -85,13 +92,13 @@ export function taskRoutes(deps: TaskRoutesDeps): Router {
   router.get('/by-external-id/:external_task_id', async (req, res) => {
     const task = await deps.tasks.findByExternalId(currentTenant(res).tenantId, req.params.external_task_id);
     if (!task) throw taskNotFound(req.params.external_task_id);
-    res.json(toTaskView(await honourPreferWait(deps, req, res, task)));
+    res.json(await singleTaskView(deps, await honourPreferWait(deps, req, res, task)));
   });
 
   router.get('/:task_id', async (req, res) => {
     const task = await deps.tasks.findForTenant(currentTenant(res).tenantId, req.params.task_id);
     if (!task) throw taskNotFound(req.params.task_id);
-    res.json(toTaskView(await honourPreferWait(deps, req, res, task)));
+    res.json(await singleTaskView(deps, await honourPreferWait(deps, req, res, task)));
   });
 
   router.get('/:task_id/stream', streamTask(deps));

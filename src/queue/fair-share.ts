@@ -1,0 +1,41 @@
+import type { Redis } from 'ioredis';
+
+/**
+ * Round-robin between tenants on open-source BullMQ, by job priority. A submit job's priority is its
+ * place in its own tenant's backlog at the time it is queued: the next task of every tenant has
+ * priority 1, the one after it 2, and so on. BullMQ starts lower numbers first, so a tenant with one
+ * task waits behind at most one task of each other tenant, however many thousands another has queued.
+ *
+ * The backlog is a Redis counter per tenant: +1 when a submit job is queued, -1 when a worker first
+ * takes it. A counter left high by a lost job only costs that tenant a little precedence, and expires
+ * after an idle hour.
+ */
+
+/** BullMQ's highest priority number. */
+export const MAX_PRIORITY = 2 ** 21;
+const IDLE_RESET_S = 3_600;
+
+/** Increments, refreshes the idle expiry and returns the new value, in one round trip. */
+const ADMIT = `local n = redis.call('INCR', KEYS[1]) redis.call('EXPIRE', KEYS[1], ARGV[1]) return n`;
+/** Decrements, never below zero. */
+const RELEASE = `local n = tonumber(redis.call('GET', KEYS[1]) or '0') if n > 0 then return redis.call('DECR', KEYS[1]) end return 0`;
+
+export interface FairShare {
+  /** The priority for a tenant's newly queued submit job. */
+  admit(tenantId: string): Promise<number>;
+  /** A worker took one of the tenant's jobs for the first time. */
+  release(tenantId: string): Promise<void>;
+}
+
+export function createFairShare(redis: Redis, keyPrefix: string): FairShare {
+  const key = (tenantId: string) => `${keyPrefix}:fair-share:${tenantId}`;
+  return {
+    async admit(tenantId) {
+      const place = Number(await redis.eval(ADMIT, 1, key(tenantId), IDLE_RESET_S));
+      return Math.min(Math.max(place, 1), MAX_PRIORITY);
+    },
+    async release(tenantId) {
+      await redis.eval(RELEASE, 1, key(tenantId));
+    },
+  };
+}
