@@ -8,8 +8,11 @@ import { projectRoot } from '../src/db/project-root';
  */
 export interface BenchOptions {
   quick: boolean;
-  /** Which parts run: `submit` (1, 2 and half-peak) and/or `burst` (3 and 4). */
-  phases: { submit: boolean; burst: boolean };
+  /** Which parts run: `submit` (1, 2 and half-peak), `burst` (3 and 4), `sse` (live-stream fan-out, issue #9). */
+  phases: { submit: boolean; burst: boolean; sse: boolean };
+  /** SSE fan-out: streams held open at once, over this many tasks. */
+  sseStreams: number;
+  sseTasks: number;
   /** Connections of the fixed-concurrency submit load (same for ours and the floor). */
   connections: number;
   /** Warm-up per target before measuring, seconds. */
@@ -93,7 +96,7 @@ const envName = (flag: string): string => `BENCH_${flag.toUpperCase().replace(/-
 export function parseOptions(argv = process.argv.slice(2), env = process.env): BenchOptions {
   const flags = parseArgv(argv);
   const known = new Set([
-    'quick', 'phases', 'connections', 'warmup-s', 'duration-s', 'rounds', 'half-duration-s', 'burst', 'burst-connections', 'burst-warmup', 'burst-rate',
+    'sse-streams', 'sse-tasks', 'quick', 'phases', 'connections', 'warmup-s', 'duration-s', 'rounds', 'half-duration-s', 'burst', 'burst-connections', 'burst-warmup', 'burst-rate',
     'burst-timeout-s', 'settle-s', 'callback-delay-ms', 'kling-concurrency', 'pool-size', 'service-env', 'log-level',
     'cpu-prof', 'results-dir', 'database-admin-url', 'redis-url', 'keep-database', 'help',
   ]);
@@ -120,8 +123,8 @@ export function parseOptions(argv = process.argv.slice(2), env = process.env): B
     }
     return parsed;
   };
-  const phaseList = (raw('phases') ?? 'submit,burst').split(',').map((p) => p.trim());
-  for (const phase of phaseList) if (phase !== 'submit' && phase !== 'burst') throw new Error(`--phases takes submit and/or burst, got ${phase}`);
+  const phaseList = (raw('phases') ?? 'submit,burst,sse').split(',').map((p) => p.trim());
+  for (const phase of phaseList) if (!['submit', 'burst', 'sse'].includes(phase)) throw new Error(`--phases takes submit, burst and/or sse, got ${phase}`);
   const serviceEnv = Object.fromEntries(
     (raw('service-env') ?? '')
       .split(',')
@@ -136,7 +139,9 @@ export function parseOptions(argv = process.argv.slice(2), env = process.env): B
   const poolSize = raw('pool-size') === undefined ? undefined : num('pool-size', 10, { integer: true, min: 1 });
   return {
     quick,
-    phases: { submit: phaseList.includes('submit'), burst: phaseList.includes('burst') },
+    phases: { submit: phaseList.includes('submit'), burst: phaseList.includes('burst'), sse: phaseList.includes('sse') },
+    sseStreams: num('sse-streams', quick ? 50 : 1_000, { integer: true, min: 1 }),
+    sseTasks: num('sse-tasks', quick ? 5 : 100, { integer: true, min: 1 }),
     connections: num('connections', defaults.connections, { integer: true, min: 1 }),
     warmupS: num('warmup-s', defaults.warmupS),
     durationS: num('duration-s', defaults.durationS, { min: 0.1 }),

@@ -1,3 +1,4 @@
+import { sseFanout } from './sse-fanout';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
@@ -509,6 +510,25 @@ async function main(): Promise<void> {
       );
     }
 
+    // --- issue #9: SSE fan-out
+    if (options.phases.sse) {
+      const submitQueue = new Queue(SUBMIT_QUEUE, { connection: redis, prefix: bullPrefix(queuePrefix) });
+      const sse = await sseFanout({
+        apiUrl,
+        apiKey,
+        streams: options.sseStreams,
+        tasks: options.sseTasks,
+        submitQueue,
+        apiRssMb: () => rssMb(api.pid),
+        apiHeapMb: () => heapUsedMb(`${apiUrl}/metrics`),
+        progress: (text) => progress.update(text),
+        timeoutS: options.burstTimeoutS,
+      });
+      await submitQueue.close();
+      result.sse = sse;
+      progress.log(`sse: ${sse.streams} streams, ${sse.kb_per_stream.rss} KB RSS each; change → stream p50 ${fmt(sse.change_to_stream.p50_ms, 1)} ms p99 ${fmt(sse.change_to_stream.p99_ms, 1)} ms`);
+    }
+
     (result.machine as Json).load_average_at_end = loadavg().map((value) => round2(value));
     result.targets = evaluateTargets(result);
     result.finished_at = new Date().toISOString();
@@ -598,6 +618,24 @@ function printTables(result: Json): void {
           fmt(m[which].after_vs_before, 3),
           `${fmt(m[which].heap_used_before_mb, 1)} → ${fmt(m[which].heap_used_after_mb, 1)}`,
         ]),
+      ),
+    );
+  }
+  const sse = result.sse as Json | undefined;
+  if (sse) {
+    console.log(`\nLive streams (issue #9): ${sse.streams} SSE streams on ${sse.tasks} tasks`);
+    console.log(
+      table(
+        ['', 'value'],
+        [
+          ['all open (first event on each) after', `${fmt(sse.open_s, 2)} s`],
+          ['API RSS before → with streams', `${fmt(sse.rss_mb.before, 1)} → ${fmt(sse.rss_mb.with_streams, 1)} MB (${fmt(sse.kb_per_stream.rss, 1)} KB per stream)`],
+          ['API V8 heap before → with streams', `${fmt(sse.heap_mb.before, 1)} → ${fmt(sse.heap_mb.with_streams, 1)} MB (${fmt(sse.kb_per_stream.heap, 1)} KB per stream)`],
+          ['every stream ended (terminal) after', `${fmt(sse.all_terminal_s, 2)} s, ${sse.events_received} events`],
+          ['status change → stream p50 / p99 / max', `${fmt(sse.change_to_stream.p50_ms, 1)} / ${fmt(sse.change_to_stream.p99_ms, 1)} / ${fmt(sse.change_to_stream.max_ms, 1)} ms`],
+          ['spread across one task\'s streams p50 / p99', `${fmt(sse.spread_across_streams.p50_ms, 1)} / ${fmt(sse.spread_across_streams.p99_ms, 1)} ms`],
+          ['streams without the terminal state', String(sse.errors)],
+        ],
       ),
     );
   }

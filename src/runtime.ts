@@ -15,6 +15,7 @@ import { createRedisTaskChangeBus, type TaskChangeBus } from './live/task-change
 import { createFairShare } from './queue/fair-share';
 import { createTenantLimits, type TenantLimits } from './tasks/tenant-limits';
 import { createMediaPrecheck } from './media/media-precheck';
+import { toTaskView } from './tasks/task-view';
 import { createMetrics, type Metrics } from './metrics/metrics';
 import { createEnqueuer, type Enqueuer } from './queue/enqueue';
 import { createRedisConnection, createTaskQueues, type TaskQueues } from './queue/queues';
@@ -78,7 +79,7 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
     // A notification that cannot be queued now waits in Postgres for the maintenance sweep.
     onStatusChange: async (task) => {
       metrics.taskStatusChanged(task);
-      await taskChanges.publish(task.id);
+      await taskChanges.publish({ taskId: task.id, view: toTaskView(task) });
       if (!task.callbackUrl) return;
       await enqueuer.enqueueNotify(task.id).catch((error) => logger.warn({ taskId: task.id, err: error }, 'notification stored but not queued'));
     },

@@ -110,10 +110,6 @@ const COUNT_UNFINISHED_SQL = `SELECT count(*) AS n FROM (
   SELECT 1 FROM tasks WHERE tenant_id = $1 AND status IN ('queued', 'submitted', 'processing') LIMIT $2
 ) unfinished`;
 
-/** The id of the task's latest status change: its last event whose status differs from the one before. */
-const LATEST_TRANSITION_SQL = `SELECT max(id)::text AS id FROM (
-  SELECT id, status, lag(status) OVER (ORDER BY id) AS previous FROM task_events WHERE task_id = $1 AND status IS NOT NULL
-) e WHERE previous IS NULL OR status <> previous`;
 const ADD_EVENT_SQL = 'INSERT INTO task_events (task_id, type, status, detail) VALUES ($1, $2, $3, $4::jsonb)';
 const INSERT_DELIVERY_SQL = 'INSERT INTO webhook_deliveries (id, task_id, url, payload) VALUES ($1, $2, $3, $4::jsonb)';
 
@@ -458,12 +454,6 @@ ${fast ? `SELECT updated.*, (SELECT callback_url IS NOT NULL FROM tasks WHERE id
     async countUnfinished(tenantId: string, upTo: number): Promise<number> {
       const { rows } = await sqlPool(db).query<{ n: string }>(prepared(COUNT_UNFINISHED_SQL, [tenantId, upTo]));
       return Number(rows[0]?.n ?? 0);
-    },
-
-    /** Identifies the task's current state in its timeline (0 when it has no events): live streams' event ids. */
-    async latestTransitionId(taskId: string): Promise<number> {
-      const { rows } = await sqlPool(db).query<{ id: string | null }>(prepared(LATEST_TRANSITION_SQL, [taskId]));
-      return Number(rows[0]?.id ?? 0);
     },
 
     async listEvents(taskId: string) {

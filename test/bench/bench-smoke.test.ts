@@ -79,7 +79,17 @@ test('when the bench runs in quick mode, then it prints the tables and writes a 
       worker: { before_mb: expect.any(Number), peak_mb: expect.any(Number), after_mb: expect.any(Number) },
     },
     targets: expect.any(Object),
+    sse: {
+      streams: 50,
+      tasks: 5,
+      kb_per_stream: { rss: expect.any(Number), heap: expect.any(Number) },
+      change_to_stream: expect.objectContaining(latency),
+      errors: 0,
+    },
   });
+  expect(run.stdout).toContain('Live streams (issue #9)');
+  // Every stream saw at least its snapshot and the terminal state.
+  expect(result.sse.events_received).toBeGreaterThanOrEqual(2 * 50);
   expect(result.submit.ours.requests).toBeGreaterThan(0);
   expect(result.submit.floor.requests).toBeGreaterThan(0);
   expect(result.memory.api.before_mb).toBeGreaterThan(0);

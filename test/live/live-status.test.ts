@@ -114,9 +114,11 @@ describe('live status: SSE stream and Prefer: wait', () => {
     const taskId = (await submit()).body.task_id as string;
     const stream = await openStream(service.baseUrl, `/v1/tasks/${taskId}/stream`, auth);
     try {
-      await new Promise((resolve) => setTimeout(resolve, 700));
+      const heartbeats = () => stream.comments.filter((comment) => comment === 'heartbeat').length;
+      const deadline = Date.now() + 10_000;
+      while (heartbeats() < 2 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
 
-      expect(stream.comments.filter((comment) => comment === 'heartbeat').length).toBeGreaterThanOrEqual(2);
+      expect(heartbeats()).toBeGreaterThanOrEqual(2);
       expect(statuses(stream)).toEqual(['queued']);
     } finally {
       stream.close();

@@ -130,8 +130,8 @@ export const DOCUMENTED_ROUTES: DocumentedRoute[] = [
       tags: TASKS,
       summary: "Watch a task live (Server-Sent Events)",
       description:
-        'At once the task as it stands, then one `task` event (the same JSON as GET) per status change, from whichever process committed it; a `: heartbeat` comment every 15 s; the stream ends after the terminal state. ' +
-        'Event ids identify status changes in the task\'s timeline: reconnect with `Last-Event-ID` and the task is sent again only if it has moved on since. States passing faster than one read arrive as the later one; the terminal state always arrives.',
+        'At once the task as it stands, then one `task` event (the same JSON as GET) per status change, in order, from whichever process committed it; a `: heartbeat` comment every 15 s (SSE_HEARTBEAT_MS); the stream ends after the terminal state. ' +
+        'Event ids are the task\'s updated_at in milliseconds: reconnect with `Last-Event-ID` and the task is sent again only if it has changed since.',
       security: API_KEY,
       parameters: [{ name: 'Last-Event-ID', in: 'header', required: false, description: 'The id of the last event received', schema: { type: 'string' } }],
       responses: {
