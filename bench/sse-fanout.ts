@@ -1,5 +1,6 @@
 import http from 'node:http';
 import type { Queue } from 'bullmq';
+import { SseParser } from '../src/live/sse-format';
 import { summarize, type LatencySummary } from './load';
 
 /**
@@ -58,17 +59,11 @@ function openStream(agent: http.Agent, apiUrl: string, apiKey: string, taskId: s
   const first = new Promise<void>((resolve) => (gotFirst = resolve));
   const ended = new Promise<boolean>((resolve) => (finish = resolve));
   const req = http.get(`${apiUrl}/v1/tasks/${taskId}/stream`, { agent, headers: { authorization: `Bearer ${apiKey}`, accept: 'text/event-stream' } }, (res) => {
-    let buffer = '';
+    const parser = new SseParser();
     res.setEncoding('utf8');
     res.on('data', (chunk: string) => {
-      buffer += chunk;
-      let end: number;
-      while ((end = buffer.indexOf('\n\n')) >= 0) {
-        const block = buffer.slice(0, end);
-        buffer = buffer.slice(end + 2);
-        const id = /^id: (.*)$/m.exec(block)?.[1];
-        const data = /^data: (.*)$/m.exec(block)?.[1];
-        if (!id || !data) continue;
+      for (const { id, data } of parser.push(chunk).events) {
+        if (!id) continue;
         const task = JSON.parse(data) as { status: string; updated_at: string };
         arrivals.set(id, { at: Date.now(), committedAt: Date.parse(task.updated_at) });
         if (TERMINAL.has(task.status)) terminal = true;

@@ -1,12 +1,7 @@
 import http from 'node:http';
+import { SseParser, type SseEvent } from '../../src/live/sse-format';
 import { uniqueExternalId, validImageTask } from '../helpers/factories';
 import { startSecondApi, startTestService, type TestService } from '../helpers/test-service';
-
-interface SseEvent {
-  id?: string;
-  event?: string;
-  data?: string;
-}
 
 interface OpenStream {
   status: number;
@@ -23,24 +18,12 @@ function openStream(baseUrl: string, path: string, auth: string, lastEventId?: s
   return new Promise((resolve, reject) => {
     const req = http.get(`${baseUrl}${path}`, { headers: { authorization: auth, accept: 'text/event-stream', ...(lastEventId ? { 'last-event-id': lastEventId } : {}) } }, (res) => {
       const stream: OpenStream = { status: res.statusCode ?? 0, headers: res.headers, events: [], comments: [], ended: new Promise((done) => res.on('close', done)), close: () => req.destroy() };
-      let buffer = '';
+      const parser = new SseParser();
       res.setEncoding('utf8');
       res.on('data', (chunk: string) => {
-        buffer += chunk;
-        let end: number;
-        while ((end = buffer.indexOf('\n\n')) >= 0) {
-          const block = buffer.slice(0, end);
-          buffer = buffer.slice(end + 2);
-          const event: SseEvent = {};
-          for (const line of block.split('\n')) {
-            if (line.startsWith(':')) stream.comments.push(line.slice(1).trim());
-            else {
-              const [field, ...rest] = line.split(':');
-              (event as Record<string, string>)[field!] = rest.join(':').trimStart();
-            }
-          }
-          if (event.data !== undefined) stream.events.push(event);
-        }
+        const { events, comments } = parser.push(chunk);
+        stream.events.push(...events);
+        stream.comments.push(...comments);
       });
       resolve(stream);
     });
@@ -48,7 +31,7 @@ function openStream(baseUrl: string, path: string, auth: string, lastEventId?: s
   });
 }
 
-const statuses = (stream: OpenStream) => stream.events.map((event) => JSON.parse(event.data!).status as string);
+const statuses = (stream: OpenStream) => stream.events.map((event) => JSON.parse(event.data).status as string);
 
 describe('live status: SSE stream and Prefer: wait', () => {
   let service: TestService;

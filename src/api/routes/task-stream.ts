@@ -1,6 +1,7 @@
 import type { RequestHandler } from 'express';
 import type { TaskRecord, TaskRepository } from '../../db/task-repository';
 import { taskNotFound } from '../../errors';
+import { formatSseComment, formatSseEvent } from '../../live/sse-format';
 import type { TaskChange, TaskChangeBus } from '../../live/task-change-bus';
 import { isTerminal, TASK_STATUSES, type TaskStatus } from '../../tasks/task-status';
 import { toTaskView, type TaskView } from '../../tasks/task-view';
@@ -80,7 +81,7 @@ export function streamTask(deps: TaskStreamDeps): RequestHandler {
       const version = versionOf(view);
       if (version > sent.version && rank(view.status) >= sent.rank) {
         sent = { version, rank: rank(view.status) };
-        res.write(`id: ${version}\nevent: task\ndata: ${JSON.stringify(view)}\n\n`);
+        res.write(formatSseEvent({ id: String(version), event: 'task', data: JSON.stringify(view) }));
       }
       if (isTerminal(view.status) && version <= sent.version) finish();
     };
@@ -92,7 +93,7 @@ export function streamTask(deps: TaskStreamDeps): RequestHandler {
 
     const heartbeat = setInterval(() => {
       if (closed) return;
-      res.write(': heartbeat\n\n');
+      res.write(formatSseComment('heartbeat'));
       void reread();
     }, deps.heartbeatMs);
     res.on('close', finish);
