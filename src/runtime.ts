@@ -2,6 +2,7 @@ import type { Server } from 'node:http';
 import type { Express } from 'express';
 import type { Redis } from 'ioredis';
 import { createApp } from './api/app';
+import { createApiKeyCache, revocationChannel, type ApiKeyCache } from './api/api-key-cache';
 import { SANDBOX_PATH, type Config } from './config';
 import { createDb, type Db } from './db/prisma';
 import { createSettingsRepository } from './db/settings-repository';
@@ -47,6 +48,8 @@ export interface Runtime {
   metrics: Metrics;
   /** Tasks accepted by Kling per minute, across workers (queue position estimates). */
   throughput: Throughput;
+  /** API key lookups, cached for API_KEY_CACHE_TTL_MS. */
+  apiKeys: ApiKeyCache;
   /** Per-tenant admission limits, when configured. */
   tenantLimits?: TenantLimits;
   /** "Task X changed", across processes (live streams, Prefer: wait). */
@@ -84,6 +87,8 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
       await enqueuer.enqueueNotify(task.id).catch((error) => logger.warn({ taskId: task.id, err: error }, 'notification stored but not queued'));
     },
   });
+  const tenants = createTenantRepository(db);
+  const apiKeys = createApiKeyCache(tenants, { ttlMs: config.apiKeyCacheTtlMs, redis, channel: revocationChannel(config.queuePrefix), logger });
   const limits = config.tenantLimits;
   const tenantLimits = limits.maxInFlight > 0 || limits.maxSubmitsPerMinute > 0 ? createTenantLimits({ redis, keyPrefix: config.queuePrefix, tasks }, limits) : undefined;
   return {
@@ -95,7 +100,8 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
     redis,
     queues,
     tasks,
-    tenants: createTenantRepository(db),
+    tenants,
+    apiKeys,
     deliveries: createDeliveryRepository(db),
     idempotency: createIdempotencyRepository(db),
     enqueuer,
@@ -104,6 +110,7 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
     taskChanges,
     async close() {
       await taskChanges.close();
+      await apiKeys.close();
       await queues.close().catch(() => undefined);
       // quit() queues behind commands waiting for an unreachable Redis and never returns; nothing to flush then.
       if (redis.status === 'ready') await redis.quit().catch(() => undefined);

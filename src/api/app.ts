@@ -45,6 +45,8 @@ export interface AppDeps {
   queues?: TaskQueues;
   taskChanges: TaskChangeBus;
   tenantLimits?: TenantLimits;
+  /** API key lookups (cached, see api-key-cache.ts); the tenant repository itself when absent. */
+  apiKeys?: Pick<TenantRepository, 'authenticate'>;
   /** Recent pace of submissions, for queued tasks' estimated start. */
   throughput: Throughput;
   /** FAIR_SHARE: queue positions count tenants' turns. */
@@ -74,7 +76,7 @@ export function createApp(deps: AppDeps): Express {
   app.use('/webhooks/kling', klingWebhookRoutes(deps));
   app.use(
     '/v1/tasks',
-    authenticateApiKey(deps.tenants),
+    authenticateApiKey(deps.apiKeys ?? deps.tenants),
     express.json({ limit: JSON_BODY_LIMIT }),
     (req, _res, next) => {
       if (req.method === 'POST' && req.path === '/' && !req.is('application/json')) {

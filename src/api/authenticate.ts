@@ -5,7 +5,7 @@ import { AppError } from '../errors';
 const BEARER = /^Bearer\s+(\S+)\s*$/i;
 
 /** Resolves `Authorization: Bearer <api_key>` to a tenant, kept in res.locals for the routes. */
-export function authenticateApiKey(tenants: TenantRepository): RequestHandler {
+export function authenticateApiKey(tenants: Pick<TenantRepository, 'authenticate'>): RequestHandler {
   return async (req, res, next) => {
     const match = BEARER.exec(req.get('authorization') ?? '');
     if (!match?.[1]) {

@@ -1,5 +1,7 @@
 import { once } from 'node:events';
 import { parseArgs } from 'node:util';
+import { Redis } from 'ioredis';
+import { announceRevocation } from '../api/api-key-cache';
 import { parseConfig } from '../config';
 import { migrate } from '../db/migrate';
 import { createDb } from '../db/prisma';
@@ -11,6 +13,20 @@ import { runTasksCommand } from './tasks-commands';
 import { USAGE, UsageError } from './usage';
 
 const REDIS_WAIT_MS = 3_000;
+
+/** A short-lived Redis connection for one announcement; false when Redis does not answer in time. */
+async function announceOnce(redisUrl: string, queuePrefix: string): Promise<boolean> {
+  const redis = new Redis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 0, connectTimeout: REDIS_WAIT_MS, retryStrategy: () => null });
+  redis.on('error', () => undefined);
+  try {
+    await redis.connect();
+    return await announceRevocation(redis, queuePrefix);
+  } catch {
+    return false;
+  } finally {
+    redis.disconnect();
+  }
+}
 
 /** A bad option (unknown, or one without its value) is a usage error like any other: exit 2 with the usage. */
 function parseCommandLine(argv: string[]) {
@@ -32,10 +48,15 @@ async function run(argv: string[]): Promise<unknown> {
   const config = parseConfig();
   await migrate(config.databaseUrl);
   if (group === 'keys') {
-    // Keys need Postgres only.
+    // Keys need Postgres; a revocation is also announced on Redis (API processes cache keys).
     const db = createDb(config.databaseUrl, 2);
     try {
-      return await runKeysCommand(createTenantRepository(db), command, rest, values);
+      return await runKeysCommand(
+        { tenants: createTenantRepository(db), announceRevocation: () => announceOnce(config.redisUrl, config.queuePrefix), warn: (message) => process.stderr.write(`${message}\n`), cacheTtlMs: config.apiKeyCacheTtlMs },
+        command,
+        rest,
+        values,
+      );
     } finally {
       await db.$disconnect();
     }

@@ -1,3 +1,4 @@
+import { announceRevocation } from '../../src/api/api-key-cache';
 import type { Response } from 'supertest';
 import { startTestService, type TestService } from '../helpers/test-service';
 import { uniqueExternalId, validImageTask } from '../helpers/factories';
@@ -69,12 +70,18 @@ describe('tasks API (workers off: tasks stay queued)', () => {
       expect(response.headers['www-authenticate']).toMatch(/^Bearer/);
     });
 
-    test('when a key is revoked, then it stops working at once', async () => {
+    test('when a key is revoked (and announced, as `keys revoke` does), then it stops working at once', async () => {
       const tenant = await service.createTenant();
       expect((await service.http.get('/v1/tasks').set('authorization', tenant.auth)).status).toBe(200);
 
       await service.runtime.tenants.revokeApiKey(tenant.apiKeyId);
-      const response = await service.http.get('/v1/tasks').set('authorization', tenant.auth);
+      expect(await announceRevocation(service.runtime.redis, service.runtime.config.queuePrefix)).toBe(true);
+      // The announcement reaches the API's subscriber within moments; the cached key is then dropped.
+      let response = await service.http.get('/v1/tasks').set('authorization', tenant.auth);
+      for (const deadline = Date.now() + 5_000; response.status === 200 && Date.now() < deadline; ) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        response = await service.http.get('/v1/tasks').set('authorization', tenant.auth);
+      }
 
       expectProblem(response, 401, 'UNAUTHORIZED');
       expect(response.headers['www-authenticate']).toMatch(/invalid_token/);

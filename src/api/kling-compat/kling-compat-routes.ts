@@ -36,6 +36,8 @@ export const listElementsQuerySchema = z.strictObject({
 
 export interface KlingCompatDeps extends CreateTaskDeps {
   tenants: TenantRepository;
+  /** Cached key lookups, as on /v1. */
+  apiKeys?: Pick<TenantRepository, 'authenticate'>;
   /** The same limit as /v1's JSON parser. */
   bodyLimit: string;
 }
@@ -51,7 +53,7 @@ async function findByAnyId(tasks: TaskRepository, tenantId: string, id: string):
  */
 export function klingCompatRoutes(deps: KlingCompatDeps): Router {
   const router = express.Router();
-  router.use(assignRequestId, authenticateApiKey(deps.tenants));
+  router.use(assignRequestId, authenticateApiKey(deps.apiKeys ?? deps.tenants));
   // Kling documents Content-Type as optional, and curl without it says form-urlencoded: read any body as text.
   router.use(express.text({ type: () => true, limit: deps.bodyLimit }));
 
