@@ -98,6 +98,12 @@ function renderTask(task, events) {
   field(fields, 'External id', task.external_task_id);
   field(fields, 'Kling task id', task.upstream_task_id);
   field(fields, 'Attempts', task.attempts);
+  const queue = task.queue_position;
+  field(
+    fields,
+    'Place in queue',
+    queue ? `${queue.all} ahead (${queue.tenant} of yours)${queue.estimated_start_at ? `, starts about ${time(queue.estimated_start_at)}` : ''}` : null,
+  );
   field(fields, 'Error', task.error ? `${task.error.code}: ${task.error.message}` : null);
   field(fields, 'Notifications to', task.request.callback_url);
   field(fields, 'Created', time(task.created_at));
