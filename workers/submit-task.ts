@@ -41,8 +41,12 @@ const asUpstreamError = (error: unknown): UpstreamError =>
  */
 export async function submitTask(deps: SubmitTaskDeps, job: Job, token?: string): Promise<void> {
   const { taskId, tenantId } = taskJobSchema.parse(job.data);
-  // The job leaves its tenant's backlog the first time a worker takes it (retries keep their place).
-  if (tenantId && job.opts.priority && job.attemptsMade === 0) await deps.enqueuer.releaseFairShare(tenantId).catch(() => undefined);
+  // The job leaves its tenant's backlog the first time a worker takes it — once, however often it comes
+  // back (retries and rate-limit refusals keep their place).
+  if (tenantId && job.opts.priority && !(job.data as { fairShareReleased?: boolean }).fairShareReleased) {
+    await deps.enqueuer.releaseFairShare(tenantId).catch(() => undefined);
+    await job.updateData({ ...job.data, fairShareReleased: true }).catch(() => undefined);
+  }
   const task = await deps.tasks.claimForSubmit(taskId);
   if (!task) {
     const current = await deps.tasks.findById(taskId);
