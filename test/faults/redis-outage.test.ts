@@ -1,13 +1,10 @@
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
-import { Client } from 'pg';
 import { bullPrefix, MAINTENANCE_QUEUE } from '../../src/queue/queues';
-import { startFakeKling, type FakeKling } from '../helpers/fake-kling';
+import { useFaultRig } from '../helpers/fault-rig';
 import { waitUntil } from '../helpers/fault-utils';
 import { countBy, eventCounts, statusCounts, postTask, probe, runLabel, upstreamReport, waitAllTerminal, type PostResult } from '../helpers/fault-scenario';
-import { startPrivateRedis, type PrivateRedis } from '../helpers/private-redis';
-import { assertBuilt, createTenantWithCli, serviceEnv, ServiceProcesses } from '../helpers/service-processes';
-import { createTestDatabase, type TestDatabase } from '../helpers/test-database';
+import { createTenantWithCli, serviceEnv } from '../helpers/service-processes';
 
 /**
  * Redis stopped for ~10 s in the middle of a burst of submissions, with real processes: one API and one
@@ -28,30 +25,7 @@ const KLING_KEY = 'redis-outage-kling-key';
 
 jest.setTimeout(90_000);
 
-let redis: PrivateRedis | undefined;
-let db: TestDatabase | undefined;
-let fake: FakeKling | undefined;
-let pg: Client | undefined;
-const procs = new ServiceProcesses();
-
-beforeAll(async () => {
-  assertBuilt();
-  [redis, db, fake] = await Promise.all([
-    startPrivateRedis(),
-    createTestDatabase(),
-    startFakeKling({ expectedBearer: KLING_KEY, callbackDelayMs: 50, uniqueExternalTaskId: false }),
-  ]);
-  pg = new Client({ connectionString: db.url });
-  await pg.connect();
-});
-
-afterAll(async () => {
-  await procs.killAll();
-  await fake?.stop();
-  await pg?.end().catch(() => undefined);
-  await db?.drop();
-  await redis?.destroy();
-});
+const rig = useFaultRig({ privateRedis: true, fake: { expectedBearer: KLING_KEY, callbackDelayMs: 50, uniqueExternalTaskId: false } });
 
 async function countJobSchedulers(redisUrl: string, queuePrefix: string): Promise<number> {
   const connection = new Redis(redisUrl, { maxRetriesPerRequest: null });
@@ -67,9 +41,9 @@ async function countJobSchedulers(redisUrl: string, queuePrefix: string): Promis
 test(`when Redis is stopped for ${OUTAGE_MS / 1000} s in the middle of a burst of ${TASKS} submissions, then every POST answers 202, /readyz names redis meanwhile, and every task reaches succeed with one upstream task each`, async () => {
   const startedAt = Date.now();
   const env = serviceEnv({
-    databaseUrl: db!.url,
-    redisUrl: redis!.url,
-    klingBaseUrl: fake!.baseUrl,
+    databaseUrl: rig.db.url,
+    redisUrl: rig.redis.url,
+    klingBaseUrl: rig.fake.baseUrl,
     klingApiKey: KLING_KEY,
     extra: {
       KLING_CONCURRENCY: '10',
@@ -80,10 +54,10 @@ test(`when Redis is stopped for ${OUTAGE_MS / 1000} s in the middle of a burst o
       KLING_POLL_INTERVAL_MS: '3000',
     },
   });
-  const api = await procs.spawn('api', env);
-  const { auth } = await createTenantWithCli(db!.url, `redis-outage-${process.pid}`);
-  const worker = await procs.spawn('worker', { ...env, PUBLIC_BASE_URL: api.url });
-  const context = () => procs.describe(15);
+  const api = await rig.procs.spawn('api', env);
+  const { auth } = await createTenantWithCli(rig.db.url, `redis-outage-${process.pid}`);
+  const worker = await rig.procs.spawn('worker', { ...env, PUBLIC_BASE_URL: api.url });
+  const context = () => rig.procs.describe(15);
 
   // Ready before the outage.
   const before = await probe(`${api.url}/readyz`);
@@ -110,7 +84,7 @@ test(`when Redis is stopped for ${OUTAGE_MS / 1000} s in the middle of a burst o
   await waitUntil(() => answered >= OUTAGE_AFTER, `${OUTAGE_AFTER} POSTs answered before the outage`, { timeoutMs: 20_000, context });
   const outage = { stoppedAt: 0, startedAt: 0, readyz503: undefined as undefined | { afterMs: number; body: string }, readyz200AfterMs: 0 };
   outage.stoppedAt = Date.now();
-  await redis!.stop();
+  await rig.redis.stop();
   const during = await waitUntil(
     async () => {
       const answer = await probe(`${api.url}/readyz`);
@@ -127,7 +101,7 @@ test(`when Redis is stopped for ${OUTAGE_MS / 1000} s in the middle of a burst o
   // Keep Redis down for the rest of the outage while the burst goes on (this wait is the outage itself).
   await new Promise((resolve) => setTimeout(resolve, Math.max(0, outage.stoppedAt + OUTAGE_MS - Date.now())));
   outage.startedAt = Date.now();
-  await redis!.start();
+  await rig.redis.start();
   await waitUntil(async () => (await probe(`${api.url}/readyz`)).status === 200, '/readyz to answer 200 after Redis is back', {
     timeoutMs: 15_000,
     intervalMs: 100,
@@ -142,16 +116,16 @@ test(`when Redis is stopped for ${OUTAGE_MS / 1000} s in the middle of a burst o
 
   let waitError: unknown;
   try {
-    await waitAllTerminal(() => pg!, taskIds, { timeoutMs: 30_000, context });
+    await waitAllTerminal(() => rig.pg, taskIds, { timeoutMs: 30_000, context });
   } catch (error) {
     waitError = error;
   }
-  const rows = await statusCounts(pg!, taskIds);
+  const rows = await statusCounts(rig.pg, taskIds);
   // Redis came back empty: did the maintenance sweep's job scheduler come back too?
-  const sweepSchedulers = await countJobSchedulers(redis!.url, env.QUEUE_PREFIX!);
-  const upstream = upstreamReport(fake!, taskIds);
-  const events = await eventCounts(pg!, taskIds);
-  const stuck = await pg!.query<{ id: string; status: string }>(`SELECT id, status FROM tasks WHERE id = ANY($1) AND status <> 'succeed' ORDER BY id LIMIT 3`, [taskIds]);
+  const sweepSchedulers = await countJobSchedulers(rig.redis.url, env.QUEUE_PREFIX!);
+  const upstream = upstreamReport(rig.fake, taskIds);
+  const events = await eventCounts(rig.pg, taskIds);
+  const stuck = await rig.pg.query<{ id: string; status: string }>(`SELECT id, status FROM tasks WHERE id = ANY($1) AND status <> 'succeed' ORDER BY id LIMIT 3`, [taskIds]);
   console.log(
     [
       `redis-outage: ${TASKS} tasks, 1 Redis outage of ${outage.startedAt - outage.stoppedAt} ms (data lost on restart), finished in ${Date.now() - startedAt} ms`,

@@ -1,11 +1,8 @@
 import { randomBytes, randomInt } from 'node:crypto';
-import { Client } from 'pg';
 import { validImageTask } from '../helpers/factories';
-import { startFakeKling, type FakeKling } from '../helpers/fake-kling';
+import { useFaultRig } from '../helpers/fault-rig';
 import { waitUntil } from '../helpers/fault-utils';
-import { startPrivateRedis, type PrivateRedis } from '../helpers/private-redis';
-import { assertBuilt, createTenantWithCli, serviceEnv, ServiceProcesses, type ServiceProcess } from '../helpers/service-processes';
-import { createTestDatabase, type TestDatabase } from '../helpers/test-database';
+import { createTenantWithCli, serviceEnv, type ServiceProcess } from '../helpers/service-processes';
 
 /**
  * Worker kill -9 under load, with real processes: one API and one worker process (built dist/), a private
@@ -23,36 +20,16 @@ const TERMINAL = ['succeed', 'failed', 'canceled'];
 
 jest.setTimeout(180_000);
 
-let redis: PrivateRedis | undefined;
-let db: TestDatabase | undefined;
-let fake: FakeKling | undefined;
-let pg: Client | undefined;
-const procs = new ServiceProcesses();
-
-beforeAll(async () => {
-  assertBuilt();
-  [redis, db, fake] = await Promise.all([
-    startPrivateRedis(),
-    createTestDatabase(),
-    startFakeKling({
-      expectedBearer: KLING_KEY,
-      createDelayMs: { minMs: 50, maxMs: 400 },
-      // Kling calls back only after the killed worker's jobs have been taken over, so the takeover meets
-      // tasks that exist upstream while we still have them `queued`: the unknown-outcome path.
-      callbackDelayMs: 6_000,
-      uniqueExternalTaskId: false,
-    }),
-  ]);
-  pg = new Client({ connectionString: db.url });
-  await pg.connect();
-});
-
-afterAll(async () => {
-  await procs.killAll();
-  await fake?.stop();
-  await pg?.end().catch(() => undefined);
-  await db?.drop();
-  await redis?.destroy();
+const rig = useFaultRig({
+  privateRedis: true,
+  fake: {
+    expectedBearer: KLING_KEY,
+    createDelayMs: { minMs: 50, maxMs: 400 },
+    // Kling calls back only after the killed worker's jobs have been taken over, so the takeover meets
+    // tasks that exist upstream while we still have them `queued`: the unknown-outcome path.
+    callbackDelayMs: 6_000,
+    uniqueExternalTaskId: false,
+  },
 });
 
 async function submitAll(api: ServiceProcess, auth: string, count: number): Promise<{ taskIds: string[]; statuses: number[] }> {
@@ -85,12 +62,12 @@ function countBy(values: string[]): Record<string, number> {
 }
 
 async function statusCounts(taskIds: string[]): Promise<Record<string, number>> {
-  const rows = await pg!.query<{ status: string; n: number }>('SELECT status, count(*)::int AS n FROM tasks WHERE id = ANY($1) GROUP BY status', [taskIds]);
+  const rows = await rig.pg.query<{ status: string; n: number }>('SELECT status, count(*)::int AS n FROM tasks WHERE id = ANY($1) GROUP BY status', [taskIds]);
   return Object.fromEntries(rows.rows.map((r) => [r.status, r.n]));
 }
 
 async function eventCounts(taskIds: string[]): Promise<Record<string, number>> {
-  const rows = await pg!.query<{ kind: string; n: number }>(
+  const rows = await rig.pg.query<{ kind: string; n: number }>(
     `SELECT CASE WHEN type = 'submitted' AND (detail->>'adopted')::boolean THEN 'submitted(adopted)'
                  WHEN type = 'requeued' THEN 'requeued(job ' || coalesce(detail->>'previous_job_state', '?') || ')'
                  ELSE type END AS kind, count(*)::int AS n
@@ -103,9 +80,9 @@ async function eventCounts(taskIds: string[]): Promise<Record<string, number>> {
 test(`when the worker is killed with SIGKILL ${KILLS} times while ${TASKS} tasks are in flight, then every task reaches succeed and Kling gets exactly one task per task id`, async () => {
   const startedAt = Date.now();
   const env = serviceEnv({
-    databaseUrl: db!.url,
-    redisUrl: redis!.url,
-    klingBaseUrl: fake!.baseUrl,
+    databaseUrl: rig.db.url,
+    redisUrl: rig.redis.url,
+    klingBaseUrl: rig.fake.baseUrl,
     klingApiKey: KLING_KEY,
     extra: {
       KLING_CONCURRENCY: '10',
@@ -117,10 +94,10 @@ test(`when the worker is killed with SIGKILL ${KILLS} times while ${TASKS} tasks
       KLING_POLL_INTERVAL_MS: '60000',
     },
   });
-  const api = await procs.spawn('api', env);
-  const { auth } = await createTenantWithCli(db!.url, `crash-${process.pid}`);
-  const worker = await procs.spawn('worker', { ...env, PUBLIC_BASE_URL: api.url });
-  const context = () => procs.describe(40);
+  const api = await rig.procs.spawn('api', env);
+  const { auth } = await createTenantWithCli(rig.db.url, `crash-${process.pid}`);
+  const worker = await rig.procs.spawn('worker', { ...env, PUBLIC_BASE_URL: api.url });
+  const context = () => rig.procs.describe(40);
 
   // Kill at random points of progress (a random number of tasks already created upstream), and only while
   // creates are in flight, so each kill interrupts requests that reached Kling but were not answered.
@@ -128,12 +105,12 @@ test(`when the worker is killed with SIGKILL ${KILLS} times while ${TASKS} tasks
   const kills: { afterCreates: number; inFlight: number; at: number }[] = [];
   const killer = (async () => {
     for (const threshold of thresholds) {
-      await waitUntil(() => fake!.tasks.size >= threshold && fake!.createsInFlight >= 3, `${threshold} tasks created upstream with creates in flight`, {
+      await waitUntil(() => rig.fake.tasks.size >= threshold && rig.fake.createsInFlight >= 3, `${threshold} tasks created upstream with creates in flight`, {
         timeoutMs: 90_000,
         intervalMs: 5,
         context,
       });
-      kills.push({ afterCreates: fake!.tasks.size, inFlight: fake!.createsInFlight, at: Date.now() - startedAt });
+      kills.push({ afterCreates: rig.fake.tasks.size, inFlight: rig.fake.createsInFlight, at: Date.now() - startedAt });
       await worker.kill('SIGKILL');
       await worker.start();
     }
@@ -159,9 +136,9 @@ test(`when the worker is killed with SIGKILL ${KILLS} times while ${TASKS} tasks
     },
   );
 
-  const perTask = fake!.tasksPerExternalId();
+  const perTask = rig.fake.tasksPerExternalId();
   const createsPerTask = new Map<string, number>();
-  for (const request of fake!.creates()) {
+  for (const request of rig.fake.creates()) {
     const id = request.body?.external_task_id as string;
     createsPerTask.set(id, (createsPerTask.get(id) ?? 0) + 1);
   }
@@ -172,14 +149,14 @@ test(`when the worker is killed with SIGKILL ${KILLS} times while ${TASKS} tasks
   const lost = TASKS - (rows.succeed ?? 0);
   const events = await eventCounts(taskIds);
   // A `requeued` event after the task was already submitted: the sweep acted on a stale read (see report).
-  const requeued = await pg!.query<{ task_id: string }>(
+  const requeued = await rig.pg.query<{ task_id: string }>(
     `SELECT DISTINCT r.task_id FROM task_events r JOIN task_events s ON s.task_id = r.task_id AND s.type = 'submitted' AND s.id < r.id
       WHERE r.type = 'requeued' AND r.task_id = ANY($1)`,
     [taskIds],
   );
   const timelines: string[] = [];
   for (const { task_id: id } of requeued.rows.slice(0, 2)) {
-    const rows = await pg!.query<{ ms: number; type: string; detail: unknown }>(
+    const rows = await rig.pg.query<{ ms: number; type: string; detail: unknown }>(
       `SELECT (extract(epoch from at) * 1000)::bigint - $2::bigint AS ms, type, detail FROM task_events WHERE task_id = $1 ORDER BY id`,
       [id, startedAt],
     );
@@ -189,8 +166,8 @@ test(`when the worker is killed with SIGKILL ${KILLS} times while ${TASKS} tasks
     [
       `worker-crash: ${TASKS} tasks, ${kills.length} worker SIGKILLs ${JSON.stringify(kills)}, finished in ${Date.now() - startedAt} ms`,
       `  statuses: ${JSON.stringify(rows)}; not succeed (lost): ${lost}`,
-      `  upstream: ${fake!.tasks.size} tasks, duplicates (task ids with >1 upstream task): ${duplicates.length}, missing: ${missingUpstream.length}`,
-      `  create requests: ${fake!.creates().length} (task ids sent more than once: ${resent.length}); look-ups: ${fake!.queries().length}`,
+      `  upstream: ${rig.fake.tasks.size} tasks, duplicates (task ids with >1 upstream task): ${duplicates.length}, missing: ${missingUpstream.length}`,
+      `  create requests: ${rig.fake.creates().length} (task ids sent more than once: ${resent.length}); look-ups: ${rig.fake.queries().length}`,
       `  events: ${JSON.stringify(events)}`,
       `  worker log lines by message: ${JSON.stringify(countBy(worker.logs.map((line) => `${line.msg}${line.adopted ? ' (adopted)' : ''}`)))}`,
       `  requeued after being submitted (stale sweep): ${requeued.rows.length}`,
@@ -203,7 +180,7 @@ test(`when the worker is killed with SIGKILL ${KILLS} times while ${TASKS} tasks
   expect(rows).toEqual({ succeed: TASKS });
   expect(missingUpstream).toEqual([]);
   expect(duplicates).toEqual([]);
-  expect(fake!.tasks.size).toBe(TASKS);
+  expect(rig.fake.tasks.size).toBe(TASKS);
   expect(requeued.rows).toEqual([]);
   expect(resent).toEqual([]);
   // The kills interrupted creates that reached Kling unanswered. Their tasks were not re-sent (above):
@@ -212,9 +189,9 @@ test(`when the worker is killed with SIGKILL ${KILLS} times while ${TASKS} tasks
   const skipped = worker.logsMatching('submit skipped: task is no longer queued', true).length;
   expect((events['submitted(adopted)'] ?? 0) + skipped).toBeGreaterThan(0);
   // Every task that succeeded carries the upstream task Kling made for it.
-  const mismatched = await pg!.query<{ id: string; upstream_task_id: string | null }>(
+  const mismatched = await rig.pg.query<{ id: string; upstream_task_id: string | null }>(
     'SELECT id, upstream_task_id FROM tasks WHERE id = ANY($1)',
     [taskIds],
   );
-  expect(mismatched.rows.filter((r) => r.upstream_task_id !== fake!.taskByExternalId(r.id)?.task_id)).toEqual([]);
+  expect(mismatched.rows.filter((r) => r.upstream_task_id !== rig.fake.taskByExternalId(r.id)?.task_id)).toEqual([]);
 });
