@@ -169,56 +169,64 @@ function progressTimer(recorder: Recorder, started: number, control: RunControl)
   return setInterval(() => control.onProgress!(recorder.requests, (performance.now() - started) / 1000), 250);
 }
 
+/** Sends one request and records its answer (or failure) with the latency since `from`; false when it failed. */
+function sendAndRecord(send: () => Promise<{ status: number; location: string | undefined }>, recorder: Recorder, from: number): Promise<boolean> {
+  return send().then(
+    ({ status, location }) => {
+      recorder.ok(status, performance.now() - from, location);
+      return true;
+    },
+    (error: Error) => {
+      recorder.failed(error, performance.now() - from);
+      return false;
+    },
+  );
+}
+
+/** The parts every load shape shares: the sockets, the clock, the progress line, and the result at the end. */
+function startRun(target: LoadTarget, connections: number, recorder: Recorder, control: RunControl) {
+  const { send, close } = sender(target, connections);
+  const started = performance.now();
+  const timer = progressTimer(recorder, started, control);
+  return {
+    send,
+    started,
+    finish(): LoadResult {
+      const elapsedS = (performance.now() - started) / 1000;
+      if (timer) clearInterval(timer);
+      close();
+      return recorder.result(elapsedS);
+    },
+  };
+}
+
 /** `connections` loops, each sending its next request when the previous one is answered, for `durationS`. */
 export async function closedLoop(target: LoadTarget, opts: { connections: number; durationS: number } & RunControl): Promise<LoadResult> {
-  const { send, close } = sender(target, opts.connections);
   const recorder = new Recorder();
-  const started = performance.now();
-  const deadline = started + opts.durationS * 1000;
-  const timer = progressTimer(recorder, started, opts);
+  const run = startRun(target, opts.connections, recorder, opts);
+  const deadline = run.started + opts.durationS * 1000;
   const loop = async () => {
     while (performance.now() < deadline) {
-      const t0 = performance.now();
-      try {
-        const { status, location } = await send();
-        recorder.ok(status, performance.now() - t0, location);
-      } catch (error) {
-        recorder.failed(error as Error, performance.now() - t0);
-        await new Promise((resolve) => setTimeout(resolve, 10));
-      }
+      if (!(await sendAndRecord(run.send, recorder, performance.now()))) await new Promise((resolve) => setTimeout(resolve, 10));
     }
   };
   await Promise.all(Array.from({ length: opts.connections }, loop));
-  const elapsedS = (performance.now() - started) / 1000;
-  if (timer) clearInterval(timer);
-  close();
-  return recorder.result(elapsedS);
+  return run.finish();
 }
 
 /** `count` requests over `connections` loops, as fast as they are answered; keeps each 2xx's Location. */
 export async function fixedCount(target: LoadTarget, opts: { connections: number; count: number } & RunControl): Promise<LoadResult> {
-  const { send, close } = sender(target, opts.connections);
   const recorder = new Recorder(true);
-  const started = performance.now();
-  const timer = progressTimer(recorder, started, opts);
+  const run = startRun(target, opts.connections, recorder, opts);
   let issued = 0;
   const loop = async () => {
     while (issued < opts.count) {
       issued++;
-      const t0 = performance.now();
-      try {
-        const { status, location } = await send();
-        recorder.ok(status, performance.now() - t0, location);
-      } catch (error) {
-        recorder.failed(error as Error, performance.now() - t0);
-      }
+      await sendAndRecord(run.send, recorder, performance.now());
     }
   };
   await Promise.all(Array.from({ length: Math.min(opts.connections, opts.count) }, loop));
-  const elapsedS = (performance.now() - started) / 1000;
-  if (timer) clearInterval(timer);
-  close();
-  return recorder.result(elapsedS);
+  return run.finish();
 }
 
 /**
@@ -229,13 +237,12 @@ export async function fixedRate(
   target: LoadTarget,
   opts: { connections: number; rate: number; durationS: number; keepLocations?: boolean } & RunControl,
 ): Promise<LoadResult> {
-  const { send, close } = sender(target, opts.connections);
   const recorder = new Recorder(opts.keepLocations);
-  const started = performance.now();
+  const run = startRun(target, opts.connections, recorder, opts);
+  const { started } = run;
   const total = Math.max(1, Math.round(opts.rate * opts.durationS));
   const intervalMs = 1000 / opts.rate;
-  const timer = progressTimer(recorder, started, opts);
-  const inFlight = new Set<Promise<void>>();
+  const inFlight = new Set<Promise<boolean>>();
   let next = 0;
   await new Promise<void>((resolve) => {
     const tick = () => {
@@ -243,10 +250,7 @@ export async function fixedRate(
       while (next < total && started + next * intervalMs <= now) {
         const due = started + next * intervalMs;
         next++;
-        const p = send().then(
-          ({ status, location }) => recorder.ok(status, performance.now() - due, location),
-          (error: Error) => recorder.failed(error, performance.now() - due),
-        );
+        const p = sendAndRecord(run.send, recorder, due);
         inFlight.add(p);
         void p.finally(() => inFlight.delete(p));
       }
@@ -256,8 +260,5 @@ export async function fixedRate(
     tick();
   });
   await Promise.all(inFlight);
-  const elapsedS = (performance.now() - started) / 1000;
-  if (timer) clearInterval(timer);
-  close();
-  return recorder.result(elapsedS);
+  return run.finish();
 }
