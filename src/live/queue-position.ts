@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis';
 import type { TaskRecord, TaskRepository } from '../db/task-repository';
+import { incrementCounter } from '../queue/redis-counter';
 
 /**
  * Where a queued task stands: how many tasks will be sent to Kling before it (its tenant's, and all),
@@ -24,7 +25,7 @@ export function createThroughput(redis: Redis, keyPrefix: string) {
     /** A worker had a task accepted by Kling. Best-effort: a lost count only skews an estimate. */
     async record(now = Date.now()): Promise<void> {
       const minute = Math.floor(now / 60_000);
-      await redis.multi().incr(key(minute)).expire(key(minute), 900).exec().catch(() => undefined);
+      await incrementCounter(redis, key(minute), 900).catch(() => undefined);
     },
     /** Over the last WINDOW_MINUTES (the current minute as far as it has gone). */
     async perSecond(now = Date.now()): Promise<number> {

@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis';
+import { incrementCounter } from './redis-counter';
 
 /**
  * Round-robin between tenants on open-source BullMQ, by job priority. A submit job's priority is its
@@ -15,8 +16,6 @@ import type { Redis } from 'ioredis';
 export const MAX_PRIORITY = 2 ** 21;
 const IDLE_RESET_S = 3_600;
 
-/** Increments, refreshes the idle expiry and returns the new value, in one round trip. */
-const ADMIT = `local n = redis.call('INCR', KEYS[1]) redis.call('EXPIRE', KEYS[1], ARGV[1]) return n`;
 /** Decrements, never below zero. */
 const RELEASE = `local n = tonumber(redis.call('GET', KEYS[1]) or '0') if n > 0 then return redis.call('DECR', KEYS[1]) end return 0`;
 
@@ -31,7 +30,7 @@ export function createFairShare(redis: Redis, keyPrefix: string): FairShare {
   const key = (tenantId: string) => `${keyPrefix}:fair-share:${tenantId}`;
   return {
     async admit(tenantId) {
-      const place = Number(await redis.eval(ADMIT, 1, key(tenantId), IDLE_RESET_S));
+      const place = await incrementCounter(redis, key(tenantId), IDLE_RESET_S);
       return Math.min(Math.max(place, 1), MAX_PRIORITY);
     },
     async release(tenantId) {

@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis';
 import type { TaskRepository } from '../db/task-repository';
 import { AppError } from '../errors';
+import { incrementCounter } from '../queue/redis-counter';
 
 /**
  * Per-tenant admission limits, so one tenant cannot fill the shared upstream allowance: tasks in flight
@@ -15,8 +16,8 @@ export interface TenantLimitOptions {
 /** Until then a tenant at its in-flight limit is told to come back: tasks take about this long to move on. */
 const IN_FLIGHT_RETRY_AFTER_S = 10;
 
-/** Counts and expires in one round trip (fixed one-minute windows). */
-const COUNT_SUBMIT = `local n = redis.call('INCR', KEYS[1]) if n == 1 then redis.call('EXPIRE', KEYS[1], 120) end return n`;
+/** A one-minute window's count is kept a little past its minute, then forgotten. */
+const WINDOW_KEY_TTL_S = 120;
 
 export function createTenantLimits(deps: { redis: Redis; keyPrefix: string; tasks: TaskRepository }, options: TenantLimitOptions) {
   return {
@@ -24,7 +25,7 @@ export function createTenantLimits(deps: { redis: Redis; keyPrefix: string; task
     async admit(tenantId: string, now = Date.now()): Promise<void> {
       if (options.maxSubmitsPerMinute > 0) {
         const minute = Math.floor(now / 60_000);
-        const submits = Number(await deps.redis.eval(COUNT_SUBMIT, 1, `${deps.keyPrefix}:submits:${tenantId}:${minute}`));
+        const submits = await incrementCounter(deps.redis, `${deps.keyPrefix}:submits:${tenantId}:${minute}`, WINDOW_KEY_TTL_S);
         if (submits > options.maxSubmitsPerMinute) {
           const retryAfter = Math.max(1, Math.ceil(((minute + 1) * 60_000 - now) / 1000));
           throw new AppError('TENANT_RATE_LIMITED', `At most ${options.maxSubmitsPerMinute} submits per minute per tenant; retry in ${retryAfter} s`, {
