@@ -12,6 +12,7 @@ import { createTaskRepository, type TaskRepository } from './db/task-repository'
 import { createTenantRepository, type TenantRepository } from './db/tenant-repository';
 import type { Logger } from './logger';
 import { createThroughput, type Throughput } from './live/queue-position';
+import { createRedisSubscriber } from './live/redis-subscriber';
 import { createRedisTaskChangeBus, type TaskChangeBus } from './live/task-change-bus';
 import { createFairShare } from './queue/fair-share';
 import { createTenantLimits, type TenantLimits } from './tasks/tenant-limits';
@@ -75,7 +76,9 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
     queues: [queues.submit, queues.poll, queues.notify, queues.maintenance],
     isRedisReady: () => redis.status === 'ready',
   });
-  const taskChanges = createRedisTaskChangeBus(redis, `${config.queuePrefix}:task-changes`, logger);
+  // One pub/sub connection per process, opened by the first listener (API processes only, in practice).
+  const subscriber = createRedisSubscriber(redis, logger);
+  const taskChanges = createRedisTaskChangeBus(redis, subscriber, `${config.queuePrefix}:task-changes`, logger);
   const tasks = createTaskRepository(db, {
     notificationPayload: toNotificationPayload,
     onCreated: (task) => metrics.taskCreated(task),
@@ -88,7 +91,7 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
     },
   });
   const tenants = createTenantRepository(db);
-  const apiKeys = createApiKeyCache(tenants, { ttlMs: config.apiKeyCacheTtlMs, redis, channel: revocationChannel(config.queuePrefix), logger });
+  const apiKeys = createApiKeyCache(tenants, { ttlMs: config.apiKeyCacheTtlMs, subscriber, channel: revocationChannel(config.queuePrefix) });
   const limits = config.tenantLimits;
   const tenantLimits = limits.maxInFlight > 0 || limits.maxSubmitsPerMinute > 0 ? createTenantLimits({ redis, keyPrefix: config.queuePrefix, tasks }, limits) : undefined;
   return {
@@ -109,8 +112,7 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
     metrics,
     taskChanges,
     async close() {
-      await taskChanges.close();
-      await apiKeys.close();
+      await subscriber.close();
       await queues.close().catch(() => undefined);
       // quit() queues behind commands waiting for an unreachable Redis and never returns; nothing to flush then.
       if (redis.status === 'ready') await redis.quit().catch(() => undefined);

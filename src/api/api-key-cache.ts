@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import { hashApiKey, type AuthenticatedTenant, type TenantRepository } from '../db/tenant-repository';
-import type { Logger } from '../logger';
+import type { RedisSubscriber } from '../live/redis-subscriber';
 
 /**
  * Every request authenticates; looking the key up in Postgres each time was a third of Postgres's work
@@ -11,10 +11,9 @@ import type { Logger } from '../logger';
  */
 export interface ApiKeyCacheOptions {
   ttlMs: number;
-  redis: Redis;
+  subscriber: RedisSubscriber;
   /** The pub/sub channel revocations are announced on (see revocationChannel). */
   channel: string;
-  logger: Logger;
   maxEntries?: number;
 }
 
@@ -23,17 +22,14 @@ export const revocationChannel = (queuePrefix: string): string => `${queuePrefix
 export function createApiKeyCache(tenants: Pick<TenantRepository, 'authenticate'>, options: ApiKeyCacheOptions) {
   const entries = new Map<string, { tenant: AuthenticatedTenant; expiresAt: number }>();
   const maxEntries = options.maxEntries ?? 10_000;
-  let subscriber: Redis | undefined;
+  let listening = false;
 
-  /** Subscribed with the first lookup: processes that never authenticate (workers) open no connection. */
+  /** Subscribed with the first lookup: processes that never authenticate (workers) never listen. */
   const listenForRevocations = () => {
-    if (subscriber) return;
-    subscriber = options.redis.duplicate();
-    subscriber.on('error', (error) => options.logger.debug({ err: error }, 'api key revocation subscriber error'));
-    subscriber.on('message', () => entries.clear());
+    if (listening) return;
+    listening = true;
     // A reconnect may have missed a revocation: forget everything then too.
-    subscriber.on('ready', () => entries.clear());
-    subscriber.subscribe(options.channel).catch((error: Error) => options.logger.warn({ err: error }, 'could not subscribe to api key revocations'));
+    options.subscriber.listen(options.channel, () => entries.clear(), { onReconnect: () => entries.clear() });
   };
 
   return {
@@ -50,14 +46,6 @@ export function createApiKeyCache(tenants: Pick<TenantRepository, 'authenticate'
         entries.set(hash, { tenant, expiresAt: Date.now() + options.ttlMs });
       }
       return tenant;
-    },
-    async close(): Promise<void> {
-      entries.clear();
-      const closing = subscriber;
-      subscriber = undefined;
-      if (!closing) return;
-      if (closing.status === 'ready') await closing.quit().catch(() => undefined);
-      else closing.disconnect();
     },
   };
 }

@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from '../logger';
+import type { RedisSubscriber } from './redis-subscriber';
 
 /**
  * "Task X changed": one Redis pub/sub channel shared by every API and worker process, so a status change
@@ -20,32 +21,20 @@ export interface TaskChangeBus {
   publish(change: TaskChange): Promise<void>;
   /** Calls `listener` on every announced change of the task until the returned function is called. */
   subscribe(taskId: string, listener: (change: TaskChange) => void): () => void;
-  /** Local listeners (for the benchmark and /metrics). */
-  listenerCount(): number;
-  close(): Promise<void>;
 }
 
-export function createRedisTaskChangeBus(redis: Redis, channel: string, logger: Logger): TaskChangeBus {
+export function createRedisTaskChangeBus(redis: Redis, subscriber: RedisSubscriber, channel: string, logger: Logger): TaskChangeBus {
   const listeners = new Map<string, Set<(change: TaskChange) => void>>();
-  let subscriber: Redis | undefined;
-  let count = 0;
+  let listening = false;
 
-  /** One subscriber connection per process, opened with the first listener. */
-  const ensureSubscribed = () => {
-    if (subscriber) return;
-    subscriber = redis.duplicate();
-    subscriber.on('error', (error) => logger.debug({ err: error }, 'task change subscriber error'));
-    subscriber.on('message', (_channel: string, message: string) => {
-      let change: TaskChange;
-      try {
-        change = JSON.parse(message) as TaskChange;
-      } catch {
-        return;
-      }
-      for (const listener of listeners.get(change.taskId) ?? []) listener(change);
-    });
-    // ioredis re-subscribes by itself after a reconnect.
-    subscriber.subscribe(channel).catch((error: Error) => logger.warn({ err: error }, 'could not subscribe to task changes'));
+  const deliver = (message: string) => {
+    let change: TaskChange;
+    try {
+      change = JSON.parse(message) as TaskChange;
+    } catch {
+      return;
+    }
+    for (const listener of listeners.get(change.taskId) ?? []) listener(change);
   };
 
   return {
@@ -57,25 +46,17 @@ export function createRedisTaskChangeBus(redis: Redis, channel: string, logger: 
       );
     },
     subscribe(taskId, listener) {
-      ensureSubscribed();
+      if (!listening) {
+        listening = true;
+        subscriber.listen(channel, deliver);
+      }
       let set = listeners.get(taskId);
       if (!set) listeners.set(taskId, (set = new Set()));
       set.add(listener);
-      count++;
       return () => {
-        if (!set.delete(listener)) return;
-        count--;
+        set.delete(listener);
         if (set.size === 0) listeners.delete(taskId);
       };
-    },
-    listenerCount: () => count,
-    async close() {
-      listeners.clear();
-      if (!subscriber) return;
-      const closing = subscriber;
-      subscriber = undefined;
-      if (closing.status === 'ready') await closing.quit().catch(() => undefined);
-      else closing.disconnect();
     },
   };
 }
