@@ -1,5 +1,10 @@
 import { contentHash, type ImageFacts, ImageRuleError, IncompleteImageError, inspectImage, MAX_IMAGE_BYTES, sizeOverLimit } from './image-rules';
-import { fetchMedia, validatorOf, type MediaFetchOptions } from './media-fetch';
+import { fetchMedia, validatorOf, type MediaFetchOptions, type MediaResponse } from './media-fetch';
+
+/** A file the server announces as past 10 MB (its body was not read: `rejectAbove`). */
+function refuseAnnouncedOversize(response: Pick<MediaResponse, 'totalBytes'>): void {
+  if (response.totalBytes !== undefined && response.totalBytes > MAX_IMAGE_BYTES) throw new ImageRuleError(sizeOverLimit(response.totalBytes, MAX_IMAGE_BYTES));
+}
 
 /** PNG dimensions sit in the first 24 bytes, a JPEG's after its EXIF/ICC segments: 64 KiB covers nearly all. */
 const HEAD_BYTES = 64 * 1024;
@@ -11,7 +16,7 @@ const HEAD_BYTES = 64 * 1024;
  */
 export async function checkImageUrl(url: string, options: MediaFetchOptions): Promise<{ facts: ImageFacts; validator?: string }> {
   const head = await fetchMedia(url, { range: { start: 0, end: HEAD_BYTES - 1 }, maxBytes: HEAD_BYTES, rejectAbove: MAX_IMAGE_BYTES }, options);
-  if (head.totalBytes !== undefined && head.totalBytes > MAX_IMAGE_BYTES) throw new ImageRuleError(sizeOverLimit(head.totalBytes, MAX_IMAGE_BYTES));
+  refuseAnnouncedOversize(head);
   const complete = !head.truncated && (head.status === 200 || head.totalBytes === head.bytesRead);
   if (complete) return { facts: inspectImage(head.body), validator: validatorOf(head) };
   if (head.totalBytes !== undefined) {
@@ -28,7 +33,7 @@ export async function checkImageUrl(url: string, options: MediaFetchOptions): Pr
 /** The whole file (for its content hash, or when its size is not announced), never more than 10 MB. */
 async function readWholeImage(url: string, options: MediaFetchOptions) {
   const response = await fetchMedia(url, { maxBytes: MAX_IMAGE_BYTES, rejectAbove: MAX_IMAGE_BYTES }, options);
-  if (response.totalBytes !== undefined && response.totalBytes > MAX_IMAGE_BYTES) throw new ImageRuleError(sizeOverLimit(response.totalBytes, MAX_IMAGE_BYTES));
+  refuseAnnouncedOversize(response);
   if (response.truncated) throw new ImageRuleError(`is larger than the 10 MB limit (reading stopped at ${MAX_IMAGE_BYTES.toLocaleString('en-US')} bytes)`);
   return response;
 }

@@ -19,6 +19,9 @@ export interface ImageFacts {
   bytes: number;
 }
 
+/** An image is given as an http(s) URL or as base64: the scheme tells them apart. */
+export const isImageUrl = (source: string): boolean => /^https?:\/\//i.test(source);
+
 /** Refer images must differ from the frontal image in content, not just in name: compared by this. */
 export const contentHash = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex');
 

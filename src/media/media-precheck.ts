@@ -1,5 +1,5 @@
 import { checkImageUrl, imageUrlContentHash } from './image-check';
-import { contentHash, type ImageFacts, ImageRuleError, inspectImage } from './image-rules';
+import { contentHash, type ImageFacts, ImageRuleError, inspectImage, isImageUrl } from './image-rules';
 import { fetchMedia, MediaFetchError, validatorOf, type MediaFetchOptions } from './media-fetch';
 import { checkVideoUrl, type VideoFacts, VideoRuleError } from './video-check';
 
@@ -40,7 +40,15 @@ export interface MediaRequest {
   element_video_list?: { refer_videos: { video_url: string }[] };
 }
 
-const isUrl = (value: string): boolean => /^https?:\/\//i.test(value);
+
+/** Runs one medium's check; whatever it breaks or cannot read is reported under its field. */
+async function forField<T>(field: string, check: () => T | Promise<T>): Promise<T> {
+  try {
+    return await check();
+  } catch (error) {
+    throw asCheckError(field, error);
+  }
+}
 
 function asCheckError(field: string, error: unknown): MediaCheckError {
   if (error instanceof MediaCheckError) return error;
@@ -75,23 +83,13 @@ export function createMediaPrecheck(options: MediaPrecheckOptions) {
     return facts;
   }
 
-  async function imageFacts(field: string, source: string): Promise<ImageFacts> {
-    try {
-      if (!isUrl(source)) return inspectImage(Buffer.from(source, 'base64'));
-      return await cached(source, () => checkImageUrl(source, options));
-    } catch (error) {
-      throw asCheckError(field, error);
-    }
-  }
+  const imageFacts = (field: string, source: string): Promise<ImageFacts> =>
+    forField(field, () => (isImageUrl(source) ? cached(source, () => checkImageUrl(source, options)) : inspectImage(Buffer.from(source, 'base64'))));
 
-  async function imageHash(field: string, source: string): Promise<string> {
-    try {
-      if (!isUrl(source)) return contentHash(Buffer.from(source, 'base64'));
-      return await cached(`sha256:${source}`, () => imageUrlContentHash(source, options));
-    } catch (error) {
-      throw asCheckError(field, error);
-    }
-  }
+  const imageHash = (field: string, source: string): Promise<string> =>
+    forField(field, () =>
+      isImageUrl(source) ? cached(`sha256:${source}`, () => imageUrlContentHash(source, options)) : contentHash(Buffer.from(source, 'base64')),
+    );
 
   /** Read in parallel; the first failure in field order is reported, so the message does not depend on timing. */
   async function inFieldOrder<T>(jobs: Promise<T>[]): Promise<T[]> {
@@ -122,11 +120,7 @@ export function createMediaPrecheck(options: MediaPrecheckOptions) {
 
   async function checkVideo(url: string): Promise<NonNullable<MediaReport['video']>> {
     const field = 'element_video_list.refer_videos[0]';
-    try {
-      return { field, ...(await cached(url, () => checkVideoUrl(url, options))) };
-    } catch (error) {
-      throw asCheckError(field, error);
-    }
+    return forField(field, async () => ({ field, ...(await cached(url, () => checkVideoUrl(url, options))) }));
   }
 
   /**

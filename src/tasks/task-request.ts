@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
-import { ImageRuleError, inspectImage, MAX_IMAGE_BYTES, MIN_IMAGE_SIDE_PX, sizeOverLimit } from '../media/image-rules';
+import { ImageRuleError, inspectImage, isImageUrl, MAX_IMAGE_BYTES, MIN_IMAGE_SIDE_PX, sizeOverLimit } from '../media/image-rules';
 
 /**
  * The create request, validated exactly as Kling documents it (shared/seed). This schema is the only
@@ -48,11 +48,10 @@ export const stripDataUrlPrefix = (value: string): string => value.replace(DATA_
 
 const base64DecodedBytes = (value: string): number => Math.floor((value.length * 3) / 4) - (value.match(/=+$/)?.[0].length ?? 0);
 
-const isBase64Image = (value: string): boolean => !/^https?:\/\//i.test(value);
 
 const imageSource = z.string({ error: 'must be a string' }).superRefine((value, ctx) => {
   if (value.trim() === '') return void ctx.addIssue({ code: 'custom', message: 'must not be empty' });
-  if (/^https?:\/\//i.test(value)) {
+  if (isImageUrl(value)) {
     if (!isHttpUrl(value)) ctx.addIssue({ code: 'custom', message: `must be a valid http(s) URL of at most ${MAX_URL_CHARS} characters` });
     return;
   }
@@ -112,7 +111,7 @@ const elementVideoList = z.strictObject(
  * without decoding. Image URLs are compared by content in the worker, which fetches them.
  */
 function sameBase64Content(a: string, b: string): boolean {
-  if (!isBase64Image(a) || !isBase64Image(b) || base64DecodedBytes(a) !== base64DecodedBytes(b)) return false;
+  if (isImageUrl(a) || isImageUrl(b) || base64DecodedBytes(a) !== base64DecodedBytes(b)) return false;
   const digest = (value: string) => createHash('sha256').update(Buffer.from(value, 'base64')).digest('hex');
   return digest(a) === digest(b);
 }

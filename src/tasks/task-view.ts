@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import type { TaskRecord } from '../db/task-repository';
+import { isImageUrl } from '../media/image-rules';
 import { TASK_STATUSES, type TaskStatus } from './task-status';
 
 const timestamp = z.iso.datetime();
@@ -65,7 +66,7 @@ export function toTaskEventView(event: { at: Date; type: string; status: TaskSta
  * the task. Views show its size and a digest instead; URLs are shown as sent.
  */
 export function summarizeImage(source: string): string {
-  if (/^https?:\/\//i.test(source)) return source;
+  if (isImageUrl(source)) return source;
   const bytes = Math.floor((source.length * 3) / 4) - (source.match(/=+$/)?.[0].length ?? 0);
   return `base64 image (${bytes} bytes, sha256 ${createHash('sha256').update(source).digest('hex').slice(0, 16)})`;
 }
