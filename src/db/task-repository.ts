@@ -1,3 +1,4 @@
+import { createBatcher } from '../batcher';
 import { AppError } from '../errors';
 import { newDeliveryId } from '../ids';
 import type { Pool, PoolClient } from 'pg';
@@ -34,6 +35,18 @@ export interface TaskRecord {
 }
 
 export type CallbackFormat = 'standard' | 'kling';
+
+/** What a create stores. */
+export interface NewTask {
+  id: string;
+  tenantId: string;
+  externalTaskId: string | null;
+  request: Record<string, unknown>;
+  callbackUrl: string | null;
+  callbackFormat?: CallbackFormat;
+  /** Stored with the task, in the same statement: a second request with the key finds this task. */
+  idempotency?: { key: string; requestHash: string };
+}
 
 export interface NewTaskEvent {
   type: string;
@@ -90,6 +103,31 @@ const insertTaskSql = (withIdempotencyKey: boolean): string => `WITH task AS (
   INSERT INTO idempotency_keys (tenant_id, key, request_hash, task_id) SELECT tenant_id, $7, $8, id FROM task
 )` : ''}
 SELECT * FROM task`;
+
+/**
+ * The same for a batch of new tasks (see batcher.ts), given as one JSON array: one statement, one commit.
+ * Rows come back in no promised order; callers match them by id.
+ */
+const INSERT_TASKS_SQL = `WITH input AS (
+  SELECT * FROM jsonb_to_recordset($1::jsonb) AS i(id text, tenant_id text, external_task_id text, request jsonb,
+    callback_url text, callback_format text, idempotency_key text, request_hash text)
+), task AS (
+  INSERT INTO tasks (id, tenant_id, external_task_id, request, callback_url, callback_format)
+  SELECT id, tenant_id, external_task_id, request, callback_url, callback_format FROM input RETURNING *
+), created AS (
+  INSERT INTO task_events (task_id, type, status) SELECT id, 'created', 'queued' FROM task
+), idempotency AS (
+  INSERT INTO idempotency_keys (tenant_id, key, request_hash, task_id)
+  SELECT tenant_id, idempotency_key, request_hash, id FROM input WHERE idempotency_key IS NOT NULL
+)
+SELECT * FROM task`;
+
+/**
+ * Up to this many concurrent creates share one INSERT statement and commit. Two batches may be out at
+ * once, so a batch is being collected while the previous one commits; a pool of 10 keeps room for reads.
+ */
+const INSERT_BATCH_MAX = 100;
+const INSERT_BATCHES_IN_FLIGHT = 2;
 
 const FIND_BY_ID_SQL = 'SELECT * FROM tasks WHERE id = $1';
 const FIND_FOR_TENANT_SQL = 'SELECT * FROM tasks WHERE id = $1 AND tenant_id = $2';
@@ -251,40 +289,62 @@ ${fast ? `SELECT updated.*, (SELECT callback_url IS NOT NULL FROM tasks WHERE id
     });
   };
 
-  return {
-    /** Stores the task and its `created` event in one transaction. */
-    async insert(task: {
-      id: string;
-      tenantId: string;
-      externalTaskId: string | null;
-      request: Record<string, unknown>;
-      callbackUrl: string | null;
-      callbackFormat?: CallbackFormat;
-      /** Stored with the task, in the same transaction: a second request with the key finds this task. */
-      idempotency?: { key: string; requestHash: string };
-    }): Promise<TaskRecord> {
-      const { idempotency, ...fields } = task;
-      try {
-        const values = [fields.id, fields.tenantId, fields.externalTaskId, jsonParam(fields.request), fields.callbackUrl, fields.callbackFormat ?? 'standard'];
-        if (idempotency) values.push(idempotency.key, idempotency.requestHash);
-        const created = await findTask(insertTaskSql(idempotency !== undefined), values);
-        if (!created) throw new Error(`INSERT of task ${fields.id} returned no row`);
-        options.onCreated?.(created);
-        return created;
-      } catch (error) {
-        if (isUniqueViolation(error) && task.externalTaskId !== null) {
-          const existing = await db.task.findUnique({
-            where: { tenantId_externalTaskId: { tenantId: task.tenantId, externalTaskId: task.externalTaskId } },
-            select: { id: true },
-          });
-          throw new AppError('EXTERNAL_TASK_ID_CONFLICT', `external_task_id ${JSON.stringify(task.externalTaskId)} is already used by task ${existing?.id ?? '(unknown)'}`, {
-            task_id: existing?.id,
-            errors: [{ path: 'external_task_id', message: `already used by task ${existing?.id ?? '(unknown)'}` }],
-          });
-        }
-        throw error;
+  const insertOne = async (task: NewTask): Promise<TaskRecord> => {
+    const { idempotency, ...fields } = task;
+    try {
+      const values = [fields.id, fields.tenantId, fields.externalTaskId, jsonParam(fields.request), fields.callbackUrl, fields.callbackFormat ?? 'standard'];
+      if (idempotency) values.push(idempotency.key, idempotency.requestHash);
+      const created = await findTask(insertTaskSql(idempotency !== undefined), values);
+      if (!created) throw new Error(`INSERT of task ${fields.id} returned no row`);
+      options.onCreated?.(created);
+      return created;
+    } catch (error) {
+      if (isUniqueViolation(error) && task.externalTaskId !== null) {
+        const existing = await db.task.findUnique({
+          where: { tenantId_externalTaskId: { tenantId: task.tenantId, externalTaskId: task.externalTaskId } },
+          select: { id: true },
+        });
+        throw new AppError('EXTERNAL_TASK_ID_CONFLICT', `external_task_id ${JSON.stringify(task.externalTaskId)} is already used by task ${existing?.id ?? '(unknown)'}`, {
+          task_id: existing?.id,
+          errors: [{ path: 'external_task_id', message: `already used by task ${existing?.id ?? '(unknown)'}` }],
+        });
       }
-    },
+      throw error;
+    }
+  };
+
+  /** Several new tasks in one statement (and one commit); any failure sends each through insertOne instead. */
+  const insertMany = async (tasks: NewTask[]): Promise<TaskRecord[]> => {
+    const input = tasks.map((task) => ({
+      id: task.id,
+      tenant_id: task.tenantId,
+      external_task_id: task.externalTaskId,
+      request: task.request,
+      callback_url: task.callbackUrl,
+      callback_format: task.callbackFormat ?? 'standard',
+      idempotency_key: task.idempotency?.key ?? null,
+      request_hash: task.idempotency?.requestHash ?? null,
+    }));
+    const { rows } = await sqlPool(db).query<TaskSqlRow>(prepared(INSERT_TASKS_SQL, [JSON.stringify(input)]));
+    const byId = new Map(rows.map((row) => [row.id, toRecord(taskRowFromSql(row))]));
+    return tasks.map((task) => {
+      const created = byId.get(task.id);
+      if (!created) throw new Error(`INSERT of task ${task.id} returned no row`);
+      options.onCreated?.(created);
+      return created;
+    });
+  };
+
+  const insertBatched = createBatcher<NewTask, TaskRecord>({
+    one: insertOne,
+    many: insertMany,
+    maxBatch: INSERT_BATCH_MAX,
+    maxInFlight: INSERT_BATCHES_IN_FLIGHT,
+  });
+
+  return {
+    /** Stores the task, its `created` event and (when given) its Idempotency-Key in one statement. */
+    insert: (task: NewTask): Promise<TaskRecord> => insertBatched(task),
 
     async findById(id: string): Promise<TaskRecord | null> {
       return findTask(FIND_BY_ID_SQL, [id]);

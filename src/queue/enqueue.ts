@@ -1,3 +1,4 @@
+import { createBatcher } from '../batcher';
 import type { TaskQueues } from './queues';
 import type { FairShare } from './fair-share';
 import { notifyJobId, UPSTREAM_BACKOFF } from './queues';
@@ -30,37 +31,57 @@ export interface EnqueuerOptions {
   isConnected?: () => boolean;
 }
 
+/** Concurrent submit jobs queued together: up to this many per round trip, two round trips out at once. */
+const SUBMIT_BATCH_MAX = 100;
+const SUBMIT_BATCHES_IN_FLIGHT = 2;
+
 export function createEnqueuer(queues: TaskQueues, options: EnqueuerOptions) {
   function requireConnection(): void {
     if (options.isConnected && !options.isConnected()) throw new Error('Redis is not connected');
   }
+
+  const submitJob = (task: SubmitTarget, priority: number | undefined) => ({
+    name: 'submit',
+    data: { taskId: task.id, tenantId: task.tenantId },
+    opts: {
+      jobId: task.id,
+      ...(priority ? { priority } : {}),
+      // One more than our own attempt cap: the processor decides when to give up (it counts
+      // attempts in Postgres, across stalls and restarts); BullMQ's cap is only a backstop.
+      attempts: options.maxAttempts + 1,
+      backoff: { type: UPSTREAM_BACKOFF },
+      // Redis keeps a bounded number of finished jobs; Postgres keeps the history.
+      removeOnComplete: { age: 24 * 3600, count: 10_000 },
+      removeOnFail: { age: 7 * 24 * 3600, count: 10_000 },
+    },
+  });
+
+  const submitBatched = createBatcher<SubmitTarget, void>({
+    async one(task) {
+      const priority = options.fairShare ? await withTimeout(options.fairShare.admit(task.tenantId), ENQUEUE_TIMEOUT_MS, 'Taking a fair-share place') : undefined;
+      const job = submitJob(task, priority);
+      await withTimeout(queues.submit.add(job.name, job.data, job.opts), ENQUEUE_TIMEOUT_MS, 'Queueing the submit job');
+    },
+    async many(tasks) {
+      const priorities = options.fairShare
+        ? await withTimeout(options.fairShare.admitMany(tasks.map((task) => task.tenantId)), ENQUEUE_TIMEOUT_MS, 'Taking fair-share places')
+        : undefined;
+      // addBulk sends every add in one pipeline.
+      await withTimeout(queues.submit.addBulk(tasks.map((task, index) => submitJob(task, priorities?.[index]))), ENQUEUE_TIMEOUT_MS, 'Queueing submit jobs');
+      return tasks.map(() => undefined);
+    },
+    maxBatch: SUBMIT_BATCH_MAX,
+    maxInFlight: SUBMIT_BATCHES_IN_FLIGHT,
+  });
   return {
     /**
      * Queues the upstream submit. The job id is the task id, so adding it again while the job exists is a
-     * no-op: re-queuing a stuck task can never create a second submit job.
+     * no-op: re-queuing a stuck task can never create a second submit job. Concurrent calls share one
+     * Redis round trip (see batcher.ts).
      */
     async enqueueSubmit(task: SubmitTarget): Promise<void> {
       requireConnection();
-      const priority = options.fairShare ? await withTimeout(options.fairShare.admit(task.tenantId), ENQUEUE_TIMEOUT_MS, 'Taking a fair-share place') : undefined;
-      await withTimeout(
-        queues.submit.add(
-          'submit',
-          { taskId: task.id, tenantId: task.tenantId },
-          {
-            jobId: task.id,
-            ...(priority ? { priority } : {}),
-            // One more than our own attempt cap: the processor decides when to give up (it counts
-            // attempts in Postgres, across stalls and restarts); BullMQ's cap is only a backstop.
-            attempts: options.maxAttempts + 1,
-            backoff: { type: UPSTREAM_BACKOFF },
-            // Redis keeps a bounded number of finished jobs; Postgres keeps the history.
-            removeOnComplete: { age: 24 * 3600, count: 10_000 },
-            removeOnFail: { age: 7 * 24 * 3600, count: 10_000 },
-          },
-        ),
-        ENQUEUE_TIMEOUT_MS,
-        'Queueing the submit job',
-      );
+      await submitBatched(task);
     },
 
     /** A worker took one of the tenant's submit jobs for the first time (see fair-share.ts). */

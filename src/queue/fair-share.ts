@@ -16,12 +16,16 @@ import { incrementCounter } from './redis-counter';
 export const MAX_PRIORITY = 2 ** 21;
 const IDLE_RESET_S = 3_600;
 
+const toPriority = (place: number): number => Math.min(Math.max(place, 1), MAX_PRIORITY);
+
 /** Decrements, never below zero. */
 const RELEASE = `local n = tonumber(redis.call('GET', KEYS[1]) or '0') if n > 0 then return redis.call('DECR', KEYS[1]) end return 0`;
 
 export interface FairShare {
   /** The priority for a tenant's newly queued submit job. */
   admit(tenantId: string): Promise<number>;
+  /** Priorities for several new jobs at once (one counter update per tenant), in the order given. */
+  admitMany(tenantIds: string[]): Promise<number[]>;
   /** A worker took one of the tenant's jobs for the first time. */
   release(tenantId: string): Promise<void>;
 }
@@ -31,7 +35,24 @@ export function createFairShare(redis: Redis, keyPrefix: string): FairShare {
   return {
     async admit(tenantId) {
       const place = await incrementCounter(redis, key(tenantId), IDLE_RESET_S);
-      return Math.min(Math.max(place, 1), MAX_PRIORITY);
+      return toPriority(place);
+    },
+    async admitMany(tenantIds) {
+      const counts = new Map<string, number>();
+      for (const tenantId of tenantIds) counts.set(tenantId, (counts.get(tenantId) ?? 0) + 1);
+      // A tenant's n new jobs take the n places after its backlog, in the order they came.
+      const next = new Map<string, number>();
+      await Promise.all(
+        [...counts].map(async ([tenantId, count]) => {
+          const last = await incrementCounter(redis, key(tenantId), IDLE_RESET_S, count);
+          next.set(tenantId, last - count + 1);
+        }),
+      );
+      return tenantIds.map((tenantId) => {
+        const place = next.get(tenantId) as number;
+        next.set(tenantId, place + 1);
+        return toPriority(place);
+      });
     },
     async release(tenantId) {
       await redis.eval(RELEASE, 1, key(tenantId));

@@ -1,0 +1,80 @@
+/**
+ * Group commit: concurrent calls that arrive while earlier work is in flight are done together, as one
+ * statement or one round trip, instead of one each. Under load every submit otherwise pays its own
+ * Postgres commit (a WAL flush) and its own Redis round trip; batched, a burst of requests shares them,
+ * and each caller still gets its own answer only once its own item is durable.
+ *
+ * Nothing waits for a batch to fill: the first call after an idle period is sent on the next turn of the
+ * event loop, together with whatever else arrived in the same turn. Calls that arrive while
+ * `maxInFlight` batches are out wait for one of them to finish and then go together.
+ */
+export interface BatcherOptions<I, O> {
+  /** The whole batch at once; one result per item, in order. */
+  many(items: I[]): Promise<O[]>;
+  /**
+   * One item alone: for a batch of one, and for every item of a batch whose `many` failed, so that one
+   * bad item (a conflicting id, say) fails alone and the others go through.
+   */
+  one(item: I): Promise<O>;
+  /** Most items in one batch. */
+  maxBatch: number;
+  /** Most batches out at once. */
+  maxInFlight: number;
+}
+
+interface Waiting<I, O> {
+  item: I;
+  resolve(value: O): void;
+  reject(error: unknown): void;
+}
+
+export type Batched<I, O> = (item: I) => Promise<O>;
+
+export function createBatcher<I, O>(options: BatcherOptions<I, O>): Batched<I, O> {
+  let waiting: Waiting<I, O>[] = [];
+  let inFlight = 0;
+  let scheduled = false;
+
+  async function send(batch: Waiting<I, O>[]): Promise<void> {
+    if (batch.length === 1) {
+      const [only] = batch as [Waiting<I, O>];
+      await options.one(only.item).then(only.resolve, only.reject);
+      return;
+    }
+    let results: O[];
+    try {
+      results = await options.many(batch.map((entry) => entry.item));
+      if (results.length !== batch.length) throw new Error(`a batch of ${batch.length} answered ${results.length} results`);
+    } catch {
+      await Promise.all(batch.map((entry) => options.one(entry.item).then(entry.resolve, entry.reject)));
+      return;
+    }
+    batch.forEach((entry, index) => entry.resolve(results[index] as O));
+  }
+
+  function startBatches(): void {
+    scheduled = false;
+    while (waiting.length > 0 && inFlight < options.maxInFlight) {
+      const batch = waiting.length <= options.maxBatch ? waiting : waiting.slice(0, options.maxBatch);
+      waiting = waiting.length <= options.maxBatch ? [] : waiting.slice(options.maxBatch);
+      inFlight += 1;
+      void send(batch).finally(() => {
+        inFlight -= 1;
+        schedule();
+      });
+    }
+  }
+
+  function schedule(): void {
+    if (scheduled || waiting.length === 0 || inFlight >= options.maxInFlight) return;
+    scheduled = true;
+    // setImmediate, not a microtask: requests parsed in the same turn of the event loop join this batch.
+    setImmediate(startBatches);
+  }
+
+  return (item) =>
+    new Promise<O>((resolve, reject) => {
+      waiting.push({ item, resolve, reject });
+      schedule();
+    });
+}
