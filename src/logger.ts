@@ -40,15 +40,29 @@ const BASE64_BLOB = /^(data:[\w/+.-]+;base64,)?[A-Za-z0-9+/\r\n]+={0,2}$/;
 const MIN_BLOB_CHARS = 256;
 const MAX_SCAN_DEPTH = 6;
 
+/** The value with long base64 runs replaced; the same object when it has none (most lines), so nothing is copied. */
 function redactBlobs(value: unknown, depth: number): unknown {
   if (typeof value === 'string') {
     return value.length >= MIN_BLOB_CHARS && BASE64_BLOB.test(value) ? `[base64 redacted: ${value.length} chars]` : value;
   }
   if (depth >= MAX_SCAN_DEPTH || value === null || typeof value !== 'object') return value;
-  if (Array.isArray(value)) return value.map((item) => redactBlobs(item, depth + 1));
+  if (Array.isArray(value)) {
+    let copy: unknown[] | undefined;
+    value.forEach((item, index) => {
+      const redacted = redactBlobs(item, depth + 1);
+      if (redacted !== item) (copy ??= [...value])[index] = redacted;
+    });
+    return copy ?? value;
+  }
   // Only plain objects: errors, buffers, requests are left to their serializers.
   if (Object.getPrototypeOf(value) !== Object.prototype) return value;
-  return Object.fromEntries(Object.entries(value).map(([key, item]) => [key, redactBlobs(item, depth + 1)]));
+  let copy: Record<string, unknown> | undefined;
+  for (const key in value) {
+    const item = (value as Record<string, unknown>)[key];
+    const redacted = redactBlobs(item, depth + 1);
+    if (redacted !== item) (copy ??= { ...(value as Record<string, unknown>) })[key] = redacted;
+  }
+  return copy ?? value;
 }
 
 /** pino-pretty is a development dependency: absent in production images, so never required there. */

@@ -64,16 +64,8 @@ export function createApp(deps: AppDeps): Express {
   app.disable('x-powered-by');
   app.set('trust proxy', 'loopback');
   app.use(requestLogging(deps.logger));
-  app.use(healthRoutes(deps.readinessChecks));
-  if (deps.metrics) app.use(metricsRoutes(deps.metrics));
-  app.use(docsRoutes());
-  app.use(CONSOLE_PATH, consoleRoutes());
-  if (deps.adminToken && deps.queues) {
-    const { submit, poll, notify, maintenance } = deps.queues;
-    app.use(ADMIN_QUEUES_PATH, adminQueueRoutes({ adminToken: deps.adminToken, queues: [submit, poll, notify, maintenance] }));
-  }
-  for (const extra of deps.extraRouters ?? []) app.use(extra.path, extra.router);
-  app.use('/webhooks/kling', klingWebhookRoutes(deps));
+  // The busiest routes first: Express tries every earlier router on every request. No other route
+  // lives under these paths, so the order changes nothing else.
   app.use(
     '/v1/tasks',
     authenticateApiKey(deps.apiKeys ?? deps.tenants),
@@ -86,6 +78,16 @@ export function createApp(deps: AppDeps): Express {
     },
     taskRoutes({ ...deps, heartbeatMs: deps.sseHeartbeatMs }),
   );
+  app.use('/webhooks/kling', klingWebhookRoutes(deps));
+  app.use(healthRoutes(deps.readinessChecks));
+  if (deps.metrics) app.use(metricsRoutes(deps.metrics));
+  app.use(docsRoutes());
+  app.use(CONSOLE_PATH, consoleRoutes());
+  if (deps.adminToken && deps.queues) {
+    const { submit, poll, notify, maintenance } = deps.queues;
+    app.use(ADMIN_QUEUES_PATH, adminQueueRoutes({ adminToken: deps.adminToken, queues: [submit, poll, notify, maintenance] }));
+  }
+  for (const extra of deps.extraRouters ?? []) app.use(extra.path, extra.router);
   app.use('/kling', klingCompatRoutes({ ...deps, bodyLimit: JSON_BODY_LIMIT }));
   app.use(routeNotFound);
   app.use(problemErrorHandler(deps.logger));

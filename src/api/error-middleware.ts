@@ -64,7 +64,7 @@ export function toProblem(error: AppError): Problem {
 export function problemErrorHandler(logger: Logger): ErrorRequestHandler {
   return (error, req, res, _next) => {
     const appError = normalizeError(error);
-    // req.log (pino-http) carries the request id.
+    // req.log (request-logging.ts) carries the request id.
     const log = req.log ?? logger;
     const retryAfter = retryAfterSeconds(appError);
     if (retryAfter !== undefined) res.set('Retry-After', String(retryAfter));

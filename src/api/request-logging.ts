@@ -1,7 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import type { Request, RequestHandler } from 'express';
-import { pinoHttp } from 'pino-http';
 import { redactUrl, type Logger } from '../logger';
 
 export const REQUEST_ID_HEADER = 'X-Request-Id';
@@ -37,40 +36,69 @@ function taskIdOf(req: IncomingMessage, res: ServerResponse): string | undefined
   return typeof location === 'string' ? TASK_ID_IN_PATH.exec(location)?.[0] : undefined;
 }
 
-const withoutSecrets = (headers: OutgoingHttpHeaders | IncomingMessage['headers']) =>
-  Object.fromEntries(Object.entries(headers).map(([name, value]) => [name, SECRET_HEADERS.has(name.toLowerCase()) ? '[redacted]' : value]));
+/** Request headers as logged: credentials replaced (node lower-cases header names). */
+function withoutSecrets(headers: IncomingHttpHeaders): Record<string, unknown> {
+  const logged: Record<string, unknown> = {};
+  for (const name in headers) logged[name] = SECRET_HEADERS.has(name) ? '[redacted]' : headers[name];
+  return logged;
+}
+
+/** Response headers as logged: all but cookies. */
+function responseHeaders(res: ServerResponse): Record<string, unknown> {
+  const logged: Record<string, unknown> = {};
+  const headers = res.getHeaders();
+  for (const name in headers) if (name !== 'set-cookie') logged[name] = headers[name];
+  return logged;
+}
+
+declare module 'node:http' {
+  interface IncomingMessage {
+    /** This request's logger: its lines carry the request id. */
+    log: Logger;
+    /** The request id: the caller's X-Request-Id when acceptable, else a new UUID. */
+    id: string;
+  }
+}
 
 /**
- * One log line per request (pino-http): method, path, status, duration, request id (taken from
- * `X-Request-Id` or generated, and echoed in the answer) and the task id when there is one. `req.log`
- * carries the request id for the handlers' own lines. Credentials in headers and query strings are
- * replaced; bodies are never logged.
+ * One log line per request when its answer is sent (or the client goes away): method, path, status,
+ * duration, request id (taken from `X-Request-Id` or generated, and echoed in the answer) and the task id
+ * when there is one. `req.log` carries the request id for the handlers' own lines; it is made only when a
+ * handler logs, since most requests log nothing but this line. Credentials in headers and query strings
+ * are replaced; bodies are never logged.
  */
 export function requestLogging(logger: Logger): RequestHandler {
-  return pinoHttp({
-    logger,
-    genReqId: requestId,
-    quietReqLogger: true,
-    customAttributeKeys: { reqId: 'requestId' },
-    customProps: (req, res) => {
+  return (req, res, next) => {
+    const startedAt = Date.now();
+    const id = requestId(req, res);
+    req.id = id;
+    let requestLogger: Logger | undefined;
+    Object.defineProperty(req, 'log', {
+      configurable: true,
+      enumerable: false,
+      get: () => (requestLogger ??= logger.child({ requestId: id })),
+    });
+    let logged = false;
+    const logLine = (): void => {
+      if (logged) return;
+      logged = true;
+      const failed = res.statusCode >= 500;
+      const level = failed ? 'error' : isQuiet(pathOf(req)) ? 'debug' : 'info';
+      if (!logger.isLevelEnabled(level)) return;
       const taskId = taskIdOf(req, res);
-      return taskId ? { taskId } : {};
-    },
-    customLogLevel: (req, res, error) => {
-      if (error || res.statusCode >= 500) return 'error';
-      return isQuiet(pathOf(req)) ? 'debug' : 'info';
-    },
-    serializers: {
-      req: (req: { method?: string; url?: string; headers: IncomingMessage['headers']; remoteAddress?: string }) => ({
-        method: req.method,
-        url: redactUrl(req.url ?? ''),
-        headers: withoutSecrets(req.headers),
-        remoteAddress: req.remoteAddress,
-      }),
-      res: (res: { statusCode: number; headers?: OutgoingHttpHeaders }) => ({
-        statusCode: res.statusCode,
-        headers: Object.fromEntries(Object.entries(res.headers ?? {}).filter(([name]) => name !== 'set-cookie')),
-      }),
-    },
-  }) as RequestHandler;
+      logger[level](
+        {
+          requestId: id,
+          ...(taskId ? { taskId } : {}),
+          req: { method: req.method, url: redactUrl(req.originalUrl ?? req.url ?? ''), headers: withoutSecrets(req.headers), remoteAddress: req.socket.remoteAddress },
+          res: { statusCode: res.statusCode, headers: responseHeaders(res) },
+          responseTime: Date.now() - startedAt,
+        },
+        failed ? 'request errored' : res.writableEnded ? 'request completed' : 'request aborted',
+      );
+    };
+    res.once('finish', logLine);
+    res.once('close', logLine);
+    next();
+  };
 }
