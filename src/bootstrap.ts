@@ -6,11 +6,10 @@ import { createRuntime, isSandbox, type Runtime } from './runtime';
 /** Upper bound on a graceful stop; past it the process exits anyway (in-flight jobs are retried elsewhere). */
 const SHUTDOWN_TIMEOUT_MS = 30_000;
 
-/** Shared start-up of every entry point: config, logger, migrations, connections. */
-export async function bootstrap(processName: string): Promise<Runtime> {
-  let config: Config;
+/** The environment parsed once (see config.ts); a bad one stops the process with the reasons. */
+export function loadConfig(): Config {
   try {
-    config = parseConfig();
+    return parseConfig();
   } catch (error) {
     if (error instanceof ConfigError) {
       console.error(error.message);
@@ -18,7 +17,14 @@ export async function bootstrap(processName: string): Promise<Runtime> {
     }
     throw error;
   }
-  const logger = createLogger({ level: config.logLevel, pretty: config.nodeEnv === 'development' && process.stdout.isTTY, name: processName });
+}
+
+export const processLogger = (config: Config, processName: string): Logger =>
+  createLogger({ level: config.logLevel, pretty: config.nodeEnv === 'development' && process.stdout.isTTY, name: processName });
+
+/** Shared start-up of every entry point: config, logger, migrations, connections. */
+export async function bootstrap(processName: string, config: Config = loadConfig()): Promise<Runtime> {
+  const logger = processLogger(config, processName);
   const applied = await migrate(config.databaseUrl);
   if (applied.length) logger.info({ migrations: applied }, 'database migrated');
   const runtime = await createRuntime(config, logger);

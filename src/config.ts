@@ -79,6 +79,8 @@ const envSchema = z
     WORKER_LOCK_DURATION_MS: positiveInt.default(30_000),
     /** A worker-only process (`start:worker`) serves GET /metrics on this port when set; the API serves its own. */
     WORKER_METRICS_PORT: z.coerce.number().int().min(1).max(65535).optional(),
+    /** `start:api` runs this many API processes sharing the port (node:cluster); 1: the API in this process. */
+    API_PROCESSES: z.coerce.number().int().min(1, 'must be at least 1').max(64).default(1),
     /** Recognised API keys are kept in memory this long (revocations announced on Redis apply at once); 0: look up every request. */
     API_KEY_CACHE_TTL_MS: z.coerce.number().int().min(0).default(5_000),
     /** Finished tasks and their events are purged this many days after they finished (0: kept forever). */
@@ -138,6 +140,8 @@ export interface Config {
   /** Undefined: finished tasks are kept forever. */
   retentionMs: number | undefined;
   apiKeyCacheTtlMs: number;
+  /** API processes `start:api` runs (node:cluster). */
+  apiProcesses: number;
   fairShare: boolean;
   tenantLimits: { maxInFlight: number; maxSubmitsPerMinute: number };
   sseHeartbeatMs: number;
@@ -203,6 +207,7 @@ export function parseConfig(source: NodeJS.ProcessEnv = process.env): Config {
     sseHeartbeatMs: e.SSE_HEARTBEAT_MS,
     fairShare: e.FAIR_SHARE,
     apiKeyCacheTtlMs: e.API_KEY_CACHE_TTL_MS,
+    apiProcesses: e.API_PROCESSES,
     retentionMs: e.RETENTION_DAYS > 0 ? e.RETENTION_DAYS * 24 * 3_600_000 : undefined,
     tenantLimits: { maxInFlight: e.TENANT_MAX_IN_FLIGHT, maxSubmitsPerMinute: e.TENANT_MAX_SUBMITS_PER_MINUTE },
     sweepIntervalMs: e.SWEEP_INTERVAL_MS,

@@ -1,0 +1,70 @@
+import { createServer } from 'node:net';
+import { validImageTask } from '../helpers/factories';
+import { useFaultRig } from '../helpers/fault-rig';
+import { waitUntil } from '../helpers/fault-utils';
+import { createTenantWithCli, serviceEnv, type ServiceProcess } from '../helpers/service-processes';
+
+/**
+ * API_PROCESSES=2: `start:api` supervises two API processes on one port (src/api-cluster.ts). Both
+ * answer, one that dies is replaced, SIGTERM stops them all with exit code 0, and one that cannot start
+ * stops the API with an error instead of restarting forever.
+ */
+describe('API cluster mode (API_PROCESSES)', () => {
+  const rig = useFaultRig({ fake: { callbackDelayMs: 50 } });
+  const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
+
+  const clusterEnv = (extra: Record<string, string> = {}) =>
+    serviceEnv({ databaseUrl: rig.db.url, redisUrl: REDIS_URL, klingBaseUrl: rig.fake.baseUrl, extra: { API_PROCESSES: '2', ...extra } });
+  const listeningPids = (api: ServiceProcess): number[] => api.logs.filter((line) => line.msg.startsWith('API listening')).map((line) => line.pid as number);
+  const isAlive = (pid: number): boolean => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+
+  test('when two API processes run, then both answer, a killed one is replaced, and SIGTERM stops every one with exit code 0', async () => {
+    const api = await rig.procs.spawn('api', clusterEnv());
+    await waitUntil(() => listeningPids(api).length === 2, 'two API processes listening', { timeoutMs: 20_000, context: () => api.describe() });
+    const [first, second] = listeningPids(api) as [number, number];
+    expect(new Set([first, second, api.pid]).size).toBe(3);
+    const { auth } = await createTenantWithCli(rig.db.url, 'cluster');
+
+    // A new connection per request: the supervisor hands connections out in turn.
+    const created = await Promise.all(
+      Array.from({ length: 8 }, () =>
+        fetch(`${api.url}/v1/tasks`, { method: 'POST', headers: { authorization: auth, 'content-type': 'application/json', connection: 'close' }, body: JSON.stringify(validImageTask()) }),
+      ),
+    );
+    expect(created.map((response) => response.status)).toEqual(created.map(() => 202));
+    const answeredBy = new Set(api.logs.filter((line) => line.msg === 'request completed' && (line.req as { url: string }).url === '/v1/tasks').map((line) => line.pid));
+    expect(answeredBy).toEqual(new Set([first, second]));
+    const { rows } = await rig.pg.query('SELECT count(*)::int AS n FROM tasks');
+    expect(rows[0].n).toBe(8);
+
+    process.kill(first, 'SIGKILL');
+    await waitUntil(() => listeningPids(api).length === 3, 'a replacement API process listening', { timeoutMs: 20_000, context: () => api.describe() });
+    expect(api.logsMatching('an API process exited; starting another')).toEqual([expect.objectContaining({ pid: api.pid, apiProcessPid: first, signal: 'SIGKILL' })]);
+    const replacement = listeningPids(api)[2]!;
+    expect((await fetch(`${api.url}/healthz`, { headers: { connection: 'close' } })).status).toBe(200);
+
+    expect(await api.stop()).toEqual({ code: 0, signal: null });
+    expect([second, replacement].filter(isAlive)).toEqual([]);
+  });
+
+  test('when the API processes cannot start (port taken), then the API exits with an error instead of restarting them', async () => {
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    const port = (taken.address() as { port: number }).port;
+    try {
+      await expect(rig.procs.spawn('api', clusterEnv(), { port, readyTimeoutMs: 20_000 })).rejects.toThrow(/exited \(1\) while starting/);
+      const api = rig.procs.all.at(-1)!;
+      expect(api.logsMatching('an API process failed to start; stopping the API')).toHaveLength(1);
+      expect(api.logsMatching('starting 2 API processes')).toHaveLength(1);
+    } finally {
+      taken.close();
+    }
+  });
+});
