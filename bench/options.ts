@@ -39,6 +39,8 @@ export interface BenchOptions {
   klingConcurrency: number;
   /** DATABASE_POOL_SIZE of API, worker and floor; undefined = the service's default. */
   poolSize: number | undefined;
+  /** API_PROCESSES of the API (node:cluster processes on one port). */
+  apiProcesses: number;
   /** Extra environment for the API and worker (`BENCH_SERVICE_ENV="A=1,B=2"`). */
   serviceEnv: Record<string, string>;
   logLevel: string;
@@ -97,7 +99,7 @@ export function parseOptions(argv = process.argv.slice(2), env = process.env): B
   const flags = parseArgv(argv);
   const known = new Set([
     'sse-streams', 'sse-tasks', 'quick', 'phases', 'connections', 'warmup-s', 'duration-s', 'rounds', 'half-duration-s', 'burst', 'burst-connections', 'burst-warmup', 'burst-rate',
-    'burst-timeout-s', 'settle-s', 'callback-delay-ms', 'kling-concurrency', 'pool-size', 'service-env', 'log-level',
+    'burst-timeout-s', 'settle-s', 'callback-delay-ms', 'kling-concurrency', 'pool-size', 'api-processes', 'service-env', 'log-level',
     'cpu-prof', 'results-dir', 'database-admin-url', 'redis-url', 'keep-database', 'help',
   ]);
   for (const flag of Object.keys(flags)) {
@@ -156,6 +158,7 @@ export function parseOptions(argv = process.argv.slice(2), env = process.env): B
     callbackDelayMs: num('callback-delay-ms', 0, { integer: true }),
     klingConcurrency: num('kling-concurrency', 32, { integer: true, min: 1 }),
     poolSize,
+    apiProcesses: num('api-processes', 1, { integer: true, min: 1 }),
     serviceEnv,
     logLevel: raw('log-level') ?? 'info',
     cpuProfDir: cpuProf === undefined ? undefined : path.resolve(['1', 'true', 'yes', 'on'].includes(cpuProf) ? path.join(ROOT, 'bench', 'profiles') : cpuProf),

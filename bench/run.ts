@@ -124,7 +124,7 @@ async function main(): Promise<void> {
     `kling-element-tracker bench — ${machine.cpus} × ${machine.cpu_model}, node ${machine.node}, load average ${machine.load_average_at_start.join(' ')}${options.quick ? ' (quick mode: smoke sizes, figures not meaningful)' : ''}`,
   );
   console.log(
-    `submit: ${options.connections} connections, warm-up ${options.warmupS} s, ${options.rounds} × ${options.durationS} s per target (A/B interleaved), half-peak ${options.halfDurationS} s · burst: ${options.burst} tasks over ${options.burstConnections} connections · pool ${poolSize}, KLING_CONCURRENCY ${options.klingConcurrency}`,
+    `submit: ${options.connections} connections, warm-up ${options.warmupS} s, ${options.rounds} × ${options.durationS} s per target (A/B interleaved), half-peak ${options.halfDurationS} s · burst: ${options.burst} tasks over ${options.burstConnections} connections · API processes ${options.apiProcesses}, pool ${poolSize}, KLING_CONCURRENCY ${options.klingConcurrency}`,
   );
 
   let succeeded = false;
@@ -206,7 +206,7 @@ async function main(): Promise<void> {
       mkdirSync(options.cpuProfDir, { recursive: true });
       return ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfDir}`, `--cpu-prof-name=${name}-${stamp}.cpuprofile`];
     };
-    const api = new ServiceChild('api', path.join(DIST, 'src', 'start-api.js'), { ...serviceEnv, PORT: String(apiPort) }, path.join(logDir, 'api.log'), profArgs('api'));
+    const api = new ServiceChild('api', path.join(DIST, 'src', 'start-api.js'), { ...serviceEnv, PORT: String(apiPort), API_PROCESSES: String(options.apiProcesses) }, path.join(logDir, 'api.log'), profArgs('api'));
     const workerMetricsPort = await freePort();
     const worker = new ServiceChild(
       'worker',
@@ -255,6 +255,7 @@ async function main(): Promise<void> {
         callback_delay_ms: options.callbackDelayMs,
         kling_concurrency: options.klingConcurrency,
         database_pool_size: poolSize,
+        api_processes: options.apiProcesses,
         log_level: options.logLevel,
         service_env: options.serviceEnv,
         cpu_prof_dir: options.cpuProfDir ?? null,

@@ -16,6 +16,7 @@ import { authenticateApiKey } from './authenticate';
 import { CONSOLE_PATH, consoleRoutes } from './console/console-routes';
 import { problemErrorHandler, routeNotFound } from './error-middleware';
 import { klingCompatRoutes } from './kling-compat/kling-compat-routes';
+import { jsonBody } from './json-body';
 import { requestLogging } from './request-logging';
 import { ADMIN_QUEUES_PATH, adminQueueRoutes } from './routes/admin-routes';
 import { docsRoutes } from './routes/docs-routes';
@@ -57,11 +58,15 @@ export interface AppDeps {
 
 /** Ten images of 10 MB in base64 fit; anything bigger is not a valid create request. */
 export const JSON_BODY_LIMIT = '64mb';
+export const JSON_BODY_LIMIT_BYTES = 64 * 1024 * 1024;
 
 /** Builds the HTTP app without listening, so tests and entry points wire it as they need. */
 export function createApp(deps: AppDeps): Express {
   const app = express();
   app.disable('x-powered-by');
+  // No automatic ETag: Express would hash every JSON answer (and copy it into a Buffer) for a header no
+  // client of this API uses; static files (console, docs assets) keep their own ETags.
+  app.set('etag', false);
   app.set('trust proxy', 'loopback');
   app.use(requestLogging(deps.logger));
   // The busiest routes first: Express tries every earlier router on every request. No other route
@@ -69,7 +74,7 @@ export function createApp(deps: AppDeps): Express {
   app.use(
     '/v1/tasks',
     authenticateApiKey(deps.apiKeys ?? deps.tenants),
-    express.json({ limit: JSON_BODY_LIMIT }),
+    jsonBody(JSON_BODY_LIMIT_BYTES),
     (req, _res, next) => {
       if (req.method === 'POST' && req.path === '/' && !req.is('application/json')) {
         throw new AppError('UNSUPPORTED_MEDIA_TYPE', 'Send the task as JSON with "Content-Type: application/json"');

@@ -1,3 +1,4 @@
+import { gzipSync } from 'node:zlib';
 import { announceRevocation } from '../../src/api/api-key-cache';
 import type { Response } from 'supertest';
 import { startTestService, type TestService } from '../helpers/test-service';
@@ -85,6 +86,47 @@ describe('tasks API (workers off: tasks stay queued)', () => {
 
       expectProblem(response, 401, 'UNAUTHORIZED');
       expect(response.headers['www-authenticate']).toMatch(/invalid_token/);
+    });
+  });
+
+  describe('request body encodings', () => {
+    const rawPost = (body: Buffer | string, headers: Record<string, string>) =>
+      fetch(`${service.baseUrl}/v1/tasks`, { method: 'POST', headers: { authorization: tenantA.auth, ...headers }, body });
+
+    test.each([
+      ['with a declared length', (json: string) => ({ body: json, headers: { 'content-type': 'application/json' } })],
+      ['with charset=utf-8', (json: string) => ({ body: json, headers: { 'content-type': 'application/json; charset=utf-8' } })],
+      ['gzip-compressed', (json: string) => ({ body: gzipSync(json), headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' } })],
+    ])('when the JSON body is sent %s, then the task is created from it', async (_label, encode) => {
+      const externalId = uniqueExternalId('encoded');
+      const { body, headers } = encode(JSON.stringify(validImageTask({ external_task_id: externalId, element_name: 'Encoded é' })));
+
+      const response = await rawPost(body, headers);
+
+      expect(response.status).toBe(202);
+      expect(await response.json()).toMatchObject({ external_task_id: externalId, request: { element_name: 'Encoded é' } });
+    });
+
+    test('when the JSON body is sent chunked (no Content-Length), then the task is created from it', async () => {
+      const externalId = uniqueExternalId('chunked');
+      const json = JSON.stringify(validImageTask({ external_task_id: externalId }));
+      const body = new ReadableStream({
+        start(controller) {
+          controller.enqueue(new TextEncoder().encode(json.slice(0, 20)));
+          controller.enqueue(new TextEncoder().encode(json.slice(20)));
+          controller.close();
+        },
+      });
+
+      const response = await fetch(`${service.baseUrl}/v1/tasks`, {
+        method: 'POST',
+        headers: { authorization: tenantA.auth, 'content-type': 'application/json' },
+        body,
+        duplex: 'half',
+      } as RequestInit);
+
+      expect(response.status).toBe(202);
+      expect((await response.json()).external_task_id).toBe(externalId);
     });
   });
 
