@@ -11,8 +11,12 @@ const pools = new WeakMap<Db, Pool>();
  * adapter is given our own pg pool, so the hot paths (see task-repository) can send prepared SQL
  * straight to the same connections: `sqlPool(db)`. `$disconnect()` ends the pool.
  */
+const IDLE_CONNECTION_MS = 5 * 60_000;
+
 export function createDb(databaseUrl: string, poolSize = 10): Db {
-  const pool = new Pool({ connectionString: databaseUrl, max: poolSize });
+  // Idle connections are kept for minutes, not pg's default 10 s: after a short lull the next burst would
+  // otherwise open every connection again and prepare every statement again on each (see sql.ts).
+  const pool = new Pool({ connectionString: databaseUrl, max: poolSize, idleTimeoutMillis: IDLE_CONNECTION_MS });
   // An idle connection dropped by the server (Postgres restarting) is an 'error' event on the pool; pg
   // discards that connection and the next query opens a new one. Without a listener it would crash the
   // process before Prisma attaches its own (on its first query).
