@@ -327,12 +327,10 @@ ${fast ? `SELECT updated.*, (SELECT callback_url IS NOT NULL FROM tasks WHERE id
     }));
     const { rows } = await sqlPool(db).query<TaskSqlRow>(prepared(INSERT_TASKS_SQL, [JSON.stringify(input)]));
     const byId = new Map(rows.map((row) => [row.id, toRecord(taskRowFromSql(row))]));
-    return tasks.map((task) => {
-      const created = byId.get(task.id);
-      if (!created) throw new Error(`INSERT of task ${task.id} returned no row`);
-      options.onCreated?.(created);
-      return created;
-    });
+    const created = tasks.map((task) => byId.get(task.id));
+    if (created.includes(undefined)) throw new Error(`INSERT of ${tasks.length} tasks returned ${rows.length} rows`);
+    for (const task of created) options.onCreated?.(task!);
+    return created as TaskRecord[];
   };
 
   const insertBatched = createBatcher<NewTask, TaskRecord>({

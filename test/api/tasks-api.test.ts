@@ -126,7 +126,7 @@ describe('tasks API (workers off: tasks stay queued)', () => {
       } as RequestInit);
 
       expect(response.status).toBe(202);
-      expect((await response.json()).external_task_id).toBe(externalId);
+      expect(((await response.json()) as { external_task_id: string }).external_task_id).toBe(externalId);
     });
   });
 
