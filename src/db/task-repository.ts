@@ -130,6 +130,7 @@ const INSERT_BATCH_MAX = 100;
 const INSERT_BATCHES_IN_FLIGHT = 2;
 
 const FIND_BY_ID_SQL = 'SELECT * FROM tasks WHERE id = $1';
+const TASK_PRIMARY_KEY = 'tasks_pkey';
 const FIND_FOR_TENANT_SQL = 'SELECT * FROM tasks WHERE id = $1 AND tenant_id = $2';
 const FIND_BY_EXTERNAL_ID_SQL = 'SELECT * FROM tasks WHERE tenant_id = $1 AND external_task_id = $2';
 const CLAIM_SQL = `UPDATE tasks SET submit_in_flight = true, attempts = attempts + 1, updated_at = $2
@@ -299,6 +300,16 @@ ${fast ? `SELECT updated.*, (SELECT callback_url IS NOT NULL FROM tasks WHERE id
       options.onCreated?.(created);
       return created;
     } catch (error) {
+      // Task ids are new for every create, so the id can only be taken by an earlier attempt of this same
+      // insert: a batch Postgres committed whose answer was lost on the way back (see batcher.ts). The task
+      // is stored; that is this create's answer.
+      if ((error as { constraint?: unknown }).constraint === TASK_PRIMARY_KEY) {
+        const stored = await findTask(FIND_BY_ID_SQL, [task.id]);
+        if (stored && stored.tenantId === task.tenantId) {
+          options.onCreated?.(stored);
+          return stored;
+        }
+      }
       if (isUniqueViolation(error) && task.externalTaskId !== null) {
         const existing = await db.task.findUnique({
           where: { tenantId_externalTaskId: { tenantId: task.tenantId, externalTaskId: task.externalTaskId } },

@@ -1,3 +1,4 @@
+import { newTaskId } from '../../src/ids';
 import { startTestService, type TestService } from '../helpers/test-service';
 import { uniqueExternalId, validImageTask } from '../helpers/factories';
 
@@ -97,5 +98,17 @@ describe('many creates at once (workers off: tasks stay queued)', () => {
     expect(new Set(keyed.map((response) => response.body.task_id)).size).toBe(1);
     expect(keyed.filter((response) => response.headers['idempotent-replayed'] === 'true')).toHaveLength(2);
     expect(await service.runtime.db.task.count({ where: { tenantId: tenant.id } })).toBe(11);
+  });
+
+  test('when a create is stored again after its first attempt committed (its answer lost on the way back), then the stored task is the answer and nothing is doubled', async () => {
+    const tenant = await newTenant();
+    const task = { id: newTaskId(), tenantId: tenant.id, externalTaskId: uniqueExternalId('again'), request: { element_name: 'Again' }, callbackUrl: null };
+    const first = await service.runtime.tasks.insert(task);
+
+    const again = await service.runtime.tasks.insert(task);
+
+    expect(again).toMatchObject({ id: first.id, externalTaskId: task.externalTaskId, status: 'queued' });
+    expect(await service.runtime.db.task.count({ where: { tenantId: tenant.id } })).toBe(1);
+    expect(await service.runtime.db.taskEvent.count({ where: { taskId: first.id } })).toBe(1);
   });
 });
