@@ -1,3 +1,4 @@
+import { callbackAnswerTimesMs } from './api-log';
 import { sseFanout } from './sse-fanout';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -467,6 +468,7 @@ async function main(): Promise<void> {
       const allSucceededS = t.last_completed ? (t.last_completed.getTime() - t0) / 1000 : Number.NaN;
       const workerSpanS = t.first_submitted && t.last_submitted ? (t.last_submitted.getTime() - t.first_submitted.getTime()) / 1000 : Number.NaN;
       const visible = summarize(fakeStats.visibleMs);
+      const answered = summarize(callbackAnswerTimesMs(api.logFile, t0));
       const complete = succeed === options.burst;
       const peak = { api: Math.max(before.api, ...rss.api.filter(Number.isFinite)), worker: Math.max(before.worker, ...rss.worker.filter(Number.isFinite)) };
       const memory = (which: 'api' | 'worker') => ({
@@ -503,6 +505,7 @@ async function main(): Promise<void> {
         callback_keep_alive_retries: fakeStats.keepAliveRetries,
         callback_error_examples: fakeStats.callbackErrorExamples,
         callback_to_visible: { ...visible, failures: fakeStats.visibleFailures },
+        callback_received_to_answered_by_api: answered,
         cpu_s: { api: round2(cpuAfterBurst.api - cpuBefore.api), worker: round2(cpuAfterBurst.worker - cpuBefore.worker) },
       };
       result.memory = { api: memory('api'), worker: memory('worker'), timeline_s_api_worker_mb: timeline };
@@ -600,6 +603,12 @@ function printTables(result: Json): void {
           ['end-to-end tasks/s', fmt(burst.e2e_tasks_per_s, 0)],
           ['worker tasks/s (submitted upstream)', fmt(burst.worker_tasks_per_s, 0)],
           ['callback → visible p50 / p99 / max', `${fmt(v.p50_ms, 2)} / ${fmt(v.p99_ms, 2)} / ${fmt(v.max_ms, 2)} ms (${v.count} callbacks)`],
+          [
+            '  of which the API: received → answered',
+            burst.callback_received_to_answered_by_api.count
+              ? `${fmt(burst.callback_received_to_answered_by_api.p50_ms, 2)} / ${fmt(burst.callback_received_to_answered_by_api.p99_ms, 2)} / ${fmt(burst.callback_received_to_answered_by_api.max_ms, 2)} ms (its request log)`
+              : 'n/a (needs LOG_LEVEL info)',
+          ],
           ['errors', `submit ${burst.submit_errors}, callbacks ${burst.callback_errors}, visibility ${v.failures}`],
           ['lost / not succeeded / sent twice', `${burst.lost} / ${burst.not_succeeded} / ${burst.duplicate_upstream_creates}`],
           ['CPU s during burst', `api ${fmt(burst.cpu_s.api, 1)}, worker ${fmt(burst.cpu_s.worker, 1)}`],

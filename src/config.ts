@@ -92,6 +92,8 @@ const envSchema = z
     TENANT_MAX_SUBMITS_PER_MINUTE: z.coerce.number().int().min(0).default(0),
     /** Live task streams send a heartbeat comment (and re-read the task) this often. */
     SSE_HEARTBEAT_MS: positiveInt.default(15_000),
+    /** Creates read and stored at once per API process; more wait their turn (callbacks and reads do not). */
+    API_MAX_CONCURRENT_CREATES: positiveInt.default(16),
     /** Delay between the simulated upstream's status changes in sandbox mode. */
     SANDBOX_STEP_DELAY_MS: z.coerce.number().int().min(0).default(1_500),
   })
@@ -145,6 +147,7 @@ export interface Config {
   fairShare: boolean;
   tenantLimits: { maxInFlight: number; maxSubmitsPerMinute: number };
   sseHeartbeatMs: number;
+  maxConcurrentCreates: number;
   sandboxStepDelayMs: number;
   sweepIntervalMs: number;
   requeueAfterMs: number;
@@ -205,6 +208,7 @@ export function parseConfig(source: NodeJS.ProcessEnv = process.env): Config {
     adminToken: e.ADMIN_TOKEN,
     sandboxStepDelayMs: e.SANDBOX_STEP_DELAY_MS,
     sseHeartbeatMs: e.SSE_HEARTBEAT_MS,
+    maxConcurrentCreates: e.API_MAX_CONCURRENT_CREATES,
     fairShare: e.FAIR_SHARE,
     apiKeyCacheTtlMs: e.API_KEY_CACHE_TTL_MS,
     apiProcesses: e.API_PROCESSES,

@@ -133,6 +133,7 @@ export async function startApi(runtime: Runtime): Promise<{ server: Server; base
     allowPrivateCallbacks: config.allowPrivateCallbacks,
     adminToken: config.adminToken,
     sseHeartbeatMs: config.sseHeartbeatMs,
+    maxConcurrentCreates: config.maxConcurrentCreates,
     fairShare: config.fairShare,
     readinessChecks: {
       postgres: async () => {

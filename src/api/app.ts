@@ -16,6 +16,7 @@ import { authenticateApiKey } from './authenticate';
 import { CONSOLE_PATH, consoleRoutes } from './console/console-routes';
 import { problemErrorHandler, routeNotFound } from './error-middleware';
 import { klingCompatRoutes } from './kling-compat/kling-compat-routes';
+import { admitCreates } from './create-admission';
 import { jsonBody } from './json-body';
 import { requestLogging } from './request-logging';
 import { ADMIN_QUEUES_PATH, adminQueueRoutes } from './routes/admin-routes';
@@ -54,6 +55,8 @@ export interface AppDeps {
   fairShare: boolean;
   /** SSE_HEARTBEAT_MS */
   sseHeartbeatMs: number;
+  /** API_MAX_CONCURRENT_CREATES: creates read and stored at once per process (see create-admission.ts). */
+  maxConcurrentCreates: number;
 }
 
 /** Ten images of 10 MB in base64 fit; anything bigger is not a valid create request. */
@@ -75,6 +78,7 @@ export function createApp(deps: AppDeps): Express {
     '/v1/tasks',
     authenticateApiKey(deps.apiKeys ?? deps.tenants),
     jsonBody(JSON_BODY_LIMIT_BYTES),
+    admitCreates(deps.maxConcurrentCreates),
     (req, _res, next) => {
       if (req.method === 'POST' && req.path === '/' && !req.is('application/json')) {
         throw new AppError('UNSUPPORTED_MEDIA_TYPE', 'Send the task as JSON with "Content-Type: application/json"');

@@ -234,9 +234,15 @@ export function createTaskRepository(db: Db, options: TaskRepositoryOptions = {}
     });
   };
 
-  /** The change is committed whatever the hook does; the hook reports its own failures. */
-  const announceStatusChange = async (task: TaskRecord | null): Promise<void> => {
-    if (task && options.onStatusChange) await options.onStatusChange(task).catch(() => undefined);
+  /**
+   * The change is committed whatever the hook does; the hook reports its own failures. Not awaited: its
+   * announcement and notification job are best-effort by design (listeners re-read the task on their
+   * heartbeat; the sweep queues a job for any notification left without one), and under load each await
+   * would hold the caller's answer (a Kling callback's, say) for one more turn of a busy event loop.
+   * Announcements keep their order: they go out in call order on one Redis connection.
+   */
+  const announceStatusChange = (task: TaskRecord | null): void => {
+    if (task && options.onStatusChange) void options.onStatusChange(task).catch(() => undefined);
   };
 
   /**
@@ -404,7 +410,7 @@ ${fast ? `SELECT updated.*, (SELECT callback_url IS NOT NULL FROM tasks WHERE id
         await storeNotification(tx, record);
         return record;
       });
-      await announceStatusChange(task);
+      announceStatusChange(task);
       return task;
     },
 
@@ -448,7 +454,7 @@ ${fast ? `SELECT updated.*, (SELECT callback_url IS NOT NULL FROM tasks WHERE id
         await storeNotification(tx, record);
         return record;
       });
-      await announceStatusChange(task);
+      announceStatusChange(task);
       return task;
     },
 

@@ -1,6 +1,6 @@
 import type { KlingAuth } from '../config';
 import { createAuthorizationSource } from './kling-auth';
-import { createSemaphore } from './semaphore';
+import { createSemaphore } from '../semaphore';
 import { klingEnvelopeSchema, klingTaskSchema, parseJsonKeepingBigIds, type KlingTask } from './kling-wire';
 import { classifyKlingFailure, parseRetryAfterMs, UpstreamError } from './upstream-error';
 

@@ -11,6 +11,7 @@ import { createTaskRequestSchema } from '../../tasks/task-request';
 import { isTerminal, TASK_STATUSES } from '../../tasks/task-status';
 import { toTaskEventView, toTaskView } from '../../tasks/task-view';
 import { currentTenant } from '../authenticate';
+import { createStored } from '../create-admission';
 import { parseOrThrow } from '../validation';
 import { streamTask, type TaskStreamDeps } from './task-stream';
 
@@ -72,6 +73,7 @@ export function taskRoutes(deps: TaskRoutesDeps): Router {
     const idempotencyKey = parseOrThrow(idempotencyKeySchema, req.get('idempotency-key'), 'Idempotency-Key header');
     const request = parseOrThrow(createTaskRequestSchema, req.body, 'task');
     const { task, replayed } = await createTask(deps, currentTenant(res).tenantId, request, { idempotencyKey });
+    createStored(res);
     if (replayed) res.set('Idempotent-Replayed', 'true');
     res.location(`/v1/tasks/${task.id}`);
     res.status(202).json(toTaskView(await honourPreferWait(deps, req, res, task)));
