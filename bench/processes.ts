@@ -138,16 +138,12 @@ export class ServiceChild {
     }
   }
 
-  async waitHealthy(url: string): Promise<void> {
-    await this.waitUntil(`${url}/healthz`, async () => {
-      const response = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(2_000) });
+  async waitHealthy(url: string, path = '/healthz'): Promise<void> {
+    await this.waitUntil(`${url}${path}`, async () => {
+      const response = await fetch(`${url}${path}`, { signal: AbortSignal.timeout(2_000) });
       await response.arrayBuffer();
       return response.ok;
     });
-  }
-
-  async waitForLog(message: string): Promise<void> {
-    await this.waitUntil(`log "${message}"`, () => this.log().includes(`"msg":"${message}"`));
   }
 
   /** SIGTERM (graceful: lets --cpu-prof write its profile), SIGKILL after `timeoutMs`. */

@@ -229,7 +229,8 @@ async function main(): Promise<void> {
     api.start();
     await api.waitHealthy(apiUrl);
     worker.start();
-    await worker.waitForLog('worker running');
+    // Its metrics listener starts once the queue processors run: ready at any LOG_LEVEL.
+    await worker.waitHealthy(`http://127.0.0.1:${workerMetricsPort}`, '/metrics');
     floor.start();
     await floor.waitHealthy(floorUrl);
     fake.send({ cmd: 'configure', apiBaseUrl: apiUrl, apiKey, callbackDelayMs: options.callbackDelayMs, measure: false });
