@@ -1,8 +1,21 @@
+import { request } from 'node:http';
 import { createServer } from 'node:net';
 import { validImageTask } from '../helpers/factories';
 import { useFaultRig } from '../helpers/fault-rig';
 import { waitUntil } from '../helpers/fault-utils';
 import { createTenantWithCli, serviceEnv, type ServiceProcess } from '../helpers/service-processes';
+
+/** POSTs JSON on a connection of its own (agent: false) and resolves with the status. */
+function postOnNewConnection(url: string, auth: string, body: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { method: 'POST', agent: false, headers: { authorization: auth, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
 
 /**
  * API_PROCESSES=2: `start:api` supervises two API processes on one port (src/api-cluster.ts). Both
@@ -32,15 +45,14 @@ describe('API cluster mode (API_PROCESSES)', () => {
     expect(new Set([first, second, api.pid]).size).toBe(3);
     const { auth } = await createTenantWithCli(rig.db.url, 'cluster');
 
-    // A new connection per request: the supervisor hands connections out in turn.
-    const created = await Promise.all(
-      Array.from({ length: 8 }, () =>
-        fetch(`${api.url}/v1/tasks`, { method: 'POST', headers: { authorization: auth, 'content-type': 'application/json', connection: 'close' }, body: JSON.stringify(validImageTask()) }),
-      ),
-    );
-    expect(created.map((response) => response.status)).toEqual(created.map(() => 202));
-    const answeredBy = new Set(api.logs.filter((line) => line.msg === 'request completed' && (line.req as { url: string }).url === '/v1/tasks').map((line) => line.pid));
-    expect(answeredBy).toEqual(new Set([first, second]));
+    // A new connection per request (no keep-alive agent): the supervisor hands connections out in turn.
+    const statuses: number[] = [];
+    for (let i = 0; i < 8; i++) statuses.push(await postOnNewConnection(`${api.url}/v1/tasks`, auth, JSON.stringify(validImageTask())));
+    expect(statuses).toEqual(statuses.map(() => 202));
+    // Request lines reach us through the processes' shared stdout, a little after the answers.
+    const answeredBy = () => new Set(api.logs.filter((line) => line.msg === 'request completed' && (line.req as { url: string }).url === '/v1/tasks').map((line) => line.pid));
+    await waitUntil(() => answeredBy().size === 2, 'request lines from both API processes', { timeoutMs: 10_000, context: () => api.describe() });
+    expect(answeredBy()).toEqual(new Set([first, second]));
     const { rows } = await rig.pg.query('SELECT count(*)::int AS n FROM tasks');
     expect(rows[0].n).toBe(8);
 
