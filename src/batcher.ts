@@ -31,7 +31,7 @@ interface Waiting<I, O> {
 export type Batched<I, O> = (item: I) => Promise<O>;
 
 export function createBatcher<I, O>(options: BatcherOptions<I, O>): Batched<I, O> {
-  let waiting: Waiting<I, O>[] = [];
+  const waiting: Waiting<I, O>[] = [];
   let inFlight = 0;
   let scheduled = false;
 
@@ -55,8 +55,7 @@ export function createBatcher<I, O>(options: BatcherOptions<I, O>): Batched<I, O
   function startBatches(): void {
     scheduled = false;
     while (waiting.length > 0 && inFlight < options.maxInFlight) {
-      const batch = waiting.length <= options.maxBatch ? waiting : waiting.slice(0, options.maxBatch);
-      waiting = waiting.length <= options.maxBatch ? [] : waiting.slice(options.maxBatch);
+      const batch = waiting.splice(0, options.maxBatch);
       inFlight += 1;
       void send(batch).finally(() => {
         inFlight -= 1;
