@@ -22,11 +22,16 @@ export function loadConfig(): Config {
 export const processLogger = (config: Config, processName: string): Logger =>
   createLogger({ level: config.logLevel, pretty: config.nodeEnv === 'development' && process.stdout.isTTY, name: processName });
 
+/** Applies pending migrations (under an advisory lock, so concurrent starts are safe) and says which. */
+export async function migrateDatabase(config: Config, logger: Logger): Promise<void> {
+  const applied = await migrate(config.databaseUrl);
+  if (applied.length) logger.info({ migrations: applied }, 'database migrated');
+}
+
 /** Shared start-up of every entry point: config, logger, migrations, connections. */
 export async function bootstrap(processName: string, config: Config = loadConfig()): Promise<Runtime> {
   const logger = processLogger(config, processName);
-  const applied = await migrate(config.databaseUrl);
-  if (applied.length) logger.info({ migrations: applied }, 'database migrated');
+  await migrateDatabase(config, logger);
   const runtime = await createRuntime(config, logger);
   if (isSandbox(config)) {
     logger.warn('SANDBOX MODE: no Kling credentials set; a built-in simulator accepts tasks and calls back (set KLING_API_KEY or KLING_ACCESS_KEY/KLING_SECRET_KEY for real Kling)');

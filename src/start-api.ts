@@ -1,8 +1,7 @@
 import cluster from 'node:cluster';
 import { superviseApiProcesses } from './api-cluster';
-import { bootstrap, exitOnStartupError, loadConfig, onShutdown, processLogger } from './bootstrap';
+import { bootstrap, exitOnStartupError, loadConfig, migrateDatabase, onShutdown, processLogger } from './bootstrap';
 import type { Config } from './config';
-import { migrate } from './db/migrate';
 import { startApi } from './runtime';
 
 const PROCESS_NAME = 'kling-element-tracker-api';
@@ -21,8 +20,7 @@ async function main(config: Config): Promise<void> {
 /** API_PROCESSES > 1: migrate once, then supervise that many API processes (api-cluster.ts). */
 async function supervise(config: Config): Promise<void> {
   const logger = processLogger(config, PROCESS_NAME);
-  const applied = await migrate(config.databaseUrl);
-  if (applied.length) logger.info({ migrations: applied }, 'database migrated');
+  await migrateDatabase(config, logger);
   superviseApiProcesses(config.apiProcesses, logger);
 }
 
