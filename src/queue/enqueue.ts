@@ -56,20 +56,20 @@ export function createEnqueuer(queues: TaskQueues, options: EnqueuerOptions) {
     },
   });
 
+  /** Takes the tasks' fair-share places and adds their jobs in one pipeline (addBulk). */
+  const queueSubmits = async (tasks: SubmitTarget[]): Promise<void[]> => {
+    const priorities = options.fairShare
+      ? await withTimeout(options.fairShare.admitMany(tasks.map((task) => task.tenantId)), ENQUEUE_TIMEOUT_MS, 'Taking fair-share places')
+      : undefined;
+    await withTimeout(queues.submit.addBulk(tasks.map((task, index) => submitJob(task, priorities?.[index]))), ENQUEUE_TIMEOUT_MS, 'Queueing submit jobs');
+    return tasks.map(() => undefined);
+  };
+
   const submitBatched = createBatcher<SubmitTarget, void>({
-    async one(task) {
-      const priority = options.fairShare ? await withTimeout(options.fairShare.admit(task.tenantId), ENQUEUE_TIMEOUT_MS, 'Taking a fair-share place') : undefined;
-      const job = submitJob(task, priority);
-      await withTimeout(queues.submit.add(job.name, job.data, job.opts), ENQUEUE_TIMEOUT_MS, 'Queueing the submit job');
+    one: async (task) => {
+      await queueSubmits([task]);
     },
-    async many(tasks) {
-      const priorities = options.fairShare
-        ? await withTimeout(options.fairShare.admitMany(tasks.map((task) => task.tenantId)), ENQUEUE_TIMEOUT_MS, 'Taking fair-share places')
-        : undefined;
-      // addBulk sends every add in one pipeline.
-      await withTimeout(queues.submit.addBulk(tasks.map((task, index) => submitJob(task, priorities?.[index]))), ENQUEUE_TIMEOUT_MS, 'Queueing submit jobs');
-      return tasks.map(() => undefined);
-    },
+    many: queueSubmits,
     maxBatch: SUBMIT_BATCH_MAX,
     maxInFlight: SUBMIT_BATCHES_IN_FLIGHT,
   });

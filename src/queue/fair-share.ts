@@ -22,9 +22,7 @@ const toPriority = (place: number): number => Math.min(Math.max(place, 1), MAX_P
 const RELEASE = `local n = tonumber(redis.call('GET', KEYS[1]) or '0') if n > 0 then return redis.call('DECR', KEYS[1]) end return 0`;
 
 export interface FairShare {
-  /** The priority for a tenant's newly queued submit job. */
-  admit(tenantId: string): Promise<number>;
-  /** Priorities for several new jobs at once (one counter update per tenant), in the order given. */
+  /** Priorities for newly queued submit jobs of these tenants (one counter update per tenant), in the order given. */
   admitMany(tenantIds: string[]): Promise<number[]>;
   /** A worker took one of the tenant's jobs for the first time. */
   release(tenantId: string): Promise<void>;
@@ -33,10 +31,6 @@ export interface FairShare {
 export function createFairShare(redis: Redis, keyPrefix: string): FairShare {
   const key = (tenantId: string) => `${keyPrefix}:fair-share:${tenantId}`;
   return {
-    async admit(tenantId) {
-      const place = await incrementCounter(redis, key(tenantId), IDLE_RESET_S);
-      return toPriority(place);
-    },
     async admitMany(tenantIds) {
       const counts = new Map<string, number>();
       for (const tenantId of tenantIds) counts.set(tenantId, (counts.get(tenantId) ?? 0) + 1);
