@@ -4,8 +4,8 @@ import { createSemaphore } from '../semaphore';
 const RELEASE = 'releaseCreatePermit';
 
 /**
- * At most `limit` creates are read, validated and stored at once; more wait their turn, in arrival order,
- * before their bodies are read. When clients post faster than the API can store, the API otherwise holds
+ * At most `limit` creates are validated and stored at once; more wait their turn, in arrival order, once
+ * their bodies are read (so a client sending its body slowly holds no place). When clients post faster than the API can store, the API otherwise holds
  * every arriving create at once and everything else waits behind them: Kling's callbacks and clients'
  * GETs then see the new status only after hundreds of milliseconds (`npm run bench`, burst phase). With
  * the limit they queue behind a few creates at most, and creates still share their batches
