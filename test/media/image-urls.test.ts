@@ -3,7 +3,7 @@ import { isForbiddenAddress } from '../../src/webhooks/safe-address';
 import { uniqueExternalId, validImageTask } from '../helpers/factories';
 import { jpegImage, pngImage } from '../helpers/media';
 import { MediaServer } from '../helpers/media-server';
-import { startTestService, type TestService } from '../helpers/test-service';
+import { useMediaRig } from '../helpers/media-rig';
 
 /**
  * MEDIA_PRECHECK on image URLs, through the whole service: the worker reads each image from a real
@@ -11,37 +11,26 @@ import { startTestService, type TestService } from '../helpers/test-service';
  * the field and the rule — in which case Kling never hears of it.
  */
 describe('media check: image URLs', () => {
-  let service: TestService;
-  let media: MediaServer;
-  let auth: string;
+  const rig = useMediaRig({ MEDIA_PRECHECK: 'on', MEDIA_FETCH_TIMEOUT_MS: '400', KLING_MAX_ATTEMPTS: '3' });
   let paths = 0;
 
-  const serve = (body: Buffer, route: Parameters<MediaServer['serve']>[1] = {}) => media.serve(`/img-${++paths}.png`, { body, contentType: 'image/png', ...route });
+  const serve = (body: Buffer, route: Parameters<MediaServer['serve']>[1] = {}) => rig.media.serve(`/img-${++paths}.png`, { body, contentType: 'image/png', ...route });
   const submit = async (frontal: string, ...refers: string[]) => {
-    const created = await service.http
+    const created = await rig.service.http
       .post('/v1/tasks')
-      .set('authorization', auth)
+      .set('authorization', rig.auth)
       .send(validImageTask({ external_task_id: uniqueExternalId('media'), element_image_list: { frontal_image: frontal, refer_images: refers.map((image_url) => ({ image_url })) } }));
     expect(created.status).toBe(202);
     return created.body.task_id as string;
   };
-  const finished = (taskId: string) => service.waitForTask(taskId, (task) => task.status === 'succeed' || task.status === 'failed', 15_000);
-  const createsFor = (taskId: string) => service.fake!.creates().filter((request) => request.body.external_task_id === taskId);
+  const finished = (taskId: string) => rig.service.waitForTask(taskId, (task) => task.status === 'succeed' || task.status === 'failed', 15_000);
+  const createsFor = (taskId: string) => rig.service.fake!.creates().filter((request) => request.body.external_task_id === taskId);
   const expectMediaInvalid = async (taskId: string, message: string) => {
     const task = await finished(taskId);
     expect(task).toMatchObject({ status: 'failed', statusMessage: 'media check failed', error: { code: 'media_invalid', message } });
     expect(createsFor(taskId)).toHaveLength(0);
   };
 
-  beforeAll(async () => {
-    media = await new MediaServer().start();
-    service = await startTestService({ env: { MEDIA_PRECHECK: 'on', MEDIA_FETCH_TIMEOUT_MS: '400', KLING_MAX_ATTEMPTS: '3' } });
-    ({ auth } = await service.createTenant());
-  });
-  afterAll(async () => {
-    await service.stop();
-    await media.stop();
-  });
 
   test('when the images keep every rule, then the task reaches Kling and succeeds, and its timeline shows what was checked', async () => {
     const frontal = serve(pngImage(300, 750, 'front'));
@@ -51,7 +40,7 @@ describe('media check: image URLs', () => {
 
     expect(await finished(taskId)).toMatchObject({ status: 'succeed' });
     expect(createsFor(taskId)).toHaveLength(1);
-    const checked = (await service.runtime.tasks.listEvents(taskId)).find((event) => event.type === 'media_checked');
+    const checked = (await rig.service.runtime.tasks.listEvents(taskId)).find((event) => event.type === 'media_checked');
     expect(checked?.detail).toMatchObject({
       images: [
         { field: 'element_image_list.frontal_image', format: 'png', width: 300, height: 750 },
@@ -91,7 +80,7 @@ describe('media check: image URLs', () => {
 
     expect(await finished(taskId)).toMatchObject({ status: 'succeed' });
     for (const url of [frontal, refer]) {
-      const requests = media.requestsFor(new URL(url).pathname);
+      const requests = rig.media.requestsFor(new URL(url).pathname);
       expect(requests.map((request) => request.range)).toEqual(['bytes=0-65535']);
       expect(requests[0]!.bytesSent).toBe(65_536);
     }
@@ -105,8 +94,8 @@ describe('media check: image URLs', () => {
     const taskId = await submit(url, serve(pngImage(320, 320, 'plain')));
 
     expect(await finished(taskId)).toMatchObject({ status: 'succeed' });
-    expect(media.requestsFor(new URL(url).pathname).map((request) => request.range)).toEqual(['bytes=0-65535', undefined]);
-    const checked = (await service.runtime.tasks.listEvents(taskId)).find((event) => event.type === 'media_checked');
+    expect(rig.media.requestsFor(new URL(url).pathname).map((request) => request.range)).toEqual(['bytes=0-65535', undefined]);
+    const checked = (await rig.service.runtime.tasks.listEvents(taskId)).find((event) => event.type === 'media_checked');
     expect(checked?.detail).toMatchObject({ images: [{ format: 'jpeg', width: 400, height: 400 }, { format: 'png' }] });
   });
 
@@ -127,7 +116,7 @@ describe('media check: image URLs', () => {
     const taskId = await submit(url, serve(pngImage(320, 320, 'small')));
 
     await expectMediaInvalid(taskId, 'element_image_list.frontal_image: 10,485,761 bytes exceeds the 10 MB limit (10,485,760 bytes)');
-    const sent = media.requestsFor(new URL(url).pathname).reduce((sum, request) => sum + request.bytesSent, 0);
+    const sent = rig.media.requestsFor(new URL(url).pathname).reduce((sum, request) => sum + request.bytesSent, 0);
     expect(sent).toBeLessThan(2 * 1024 * 1024);
   });
 
@@ -137,12 +126,12 @@ describe('media check: image URLs', () => {
     const taskId = await submit(url, serve(pngImage(320, 320, 'small-2')));
 
     await expectMediaInvalid(taskId, 'element_image_list.frontal_image: is larger than the 10 MB limit (reading stopped at 10,485,760 bytes)');
-    const sent = media.requestsFor(new URL(url).pathname).reduce((sum, request) => sum + request.bytesSent, 0);
+    const sent = rig.media.requestsFor(new URL(url).pathname).reduce((sum, request) => sum + request.bytesSent, 0);
     expect(sent).toBeLessThan(15 * 1024 * 1024);
   });
 
   test('when an image URL answers 404, then media_invalid says so', async () => {
-    const taskId = await submit(`${media.baseUrl}/missing.png`, serve(pngImage(320, 320, 'present')));
+    const taskId = await submit(`${rig.media.baseUrl}/missing.png`, serve(pngImage(320, 320, 'present')));
 
     await expectMediaInvalid(taskId, 'element_image_list.frontal_image: could not be fetched: HTTP 404');
   });
@@ -150,7 +139,7 @@ describe('media check: image URLs', () => {
   test('when an image URL redirects more than 3 times, then media_invalid says so', async () => {
     const target = serve(pngImage(320, 320, 'far'));
     let url = target;
-    for (let hop = 0; hop < 4; hop++) url = media.serve(`/hop-${++paths}`, { redirectTo: url });
+    for (let hop = 0; hop < 4; hop++) url = rig.media.serve(`/hop-${++paths}`, { redirectTo: url });
 
     const taskId = await submit(url, serve(pngImage(320, 320, 'near')));
 
@@ -159,7 +148,7 @@ describe('media check: image URLs', () => {
 
   test('when an image URL redirects 3 times to a good image, then it is followed and the task succeeds', async () => {
     let url = serve(pngImage(320, 320, 'followed'));
-    for (let hop = 0; hop < 3; hop++) url = media.serve(`/hop-${++paths}`, { redirectTo: url });
+    for (let hop = 0; hop < 3; hop++) url = rig.media.serve(`/hop-${++paths}`, { redirectTo: url });
 
     const taskId = await submit(url, serve(pngImage(320, 320, 'direct')));
 
@@ -172,7 +161,7 @@ describe('media check: image URLs', () => {
     const taskId = await submit(url, serve(pngImage(320, 320, 'steady')));
 
     expect(await finished(taskId)).toMatchObject({ status: 'succeed', attempts: 3 });
-    const retries = (await service.runtime.tasks.listEvents(taskId)).filter((event) => event.type === 'submit_retry');
+    const retries = (await rig.service.runtime.tasks.listEvents(taskId)).filter((event) => event.type === 'submit_retry');
     expect(retries.map((event) => (event.detail as { code: string }).code)).toEqual(['media_unavailable', 'media_unavailable']);
   });
 
@@ -209,35 +198,24 @@ describe('media check: image URLs', () => {
 
     expect(await finished(await submit(frontal, refer))).toMatchObject({ status: 'succeed' });
 
-    for (const url of [frontal, refer]) expect(media.requestsFor(new URL(url).pathname).map((request) => request.method)).toEqual(['GET', 'HEAD']);
+    for (const url of [frontal, refer]) expect(rig.media.requestsFor(new URL(url).pathname).map((request) => request.method)).toEqual(['GET', 'HEAD']);
   });
 
   test('when a cached image changed on its server, then it is read and checked again', async () => {
     const path = `/changing-${++paths}.png`;
-    const url = media.serve(path, { body: pngImage(320, 320, 'before'), etag: '"a"' });
+    const url = rig.media.serve(path, { body: pngImage(320, 320, 'before'), etag: '"a"' });
     const refer = serve(pngImage(320, 320, 'stays'));
     expect(await finished(await submit(url, refer))).toMatchObject({ status: 'succeed' });
-    media.serve(path, { body: pngImage(320, 200, 'after'), etag: '"b"' });
+    rig.media.serve(path, { body: pngImage(320, 200, 'after'), etag: '"b"' });
 
     await expectMediaInvalid(await submit(url, refer), 'element_image_list.frontal_image: 320×200 px is smaller than 300 px on a side');
   });
 });
 
 describe('media check: addresses the worker must not read', () => {
-  let service: TestService;
-  let media: MediaServer;
-  let auth: string;
+  // As in production: private addresses refused.
+  const rig = useMediaRig({ MEDIA_PRECHECK: 'on', ALLOW_PRIVATE_CALLBACKS: 'false' });
 
-  beforeAll(async () => {
-    media = await new MediaServer().start();
-    // As in production: private addresses refused.
-    service = await startTestService({ env: { MEDIA_PRECHECK: 'on', ALLOW_PRIVATE_CALLBACKS: 'false' } });
-    ({ auth } = await service.createTenant());
-  });
-  afterAll(async () => {
-    await service.stop();
-    await media.stop();
-  });
 
   /** An address of this machine that the guard allows (a non-private interface), when it has one. */
   const publicAddress = Object.values(networkInterfaces())
@@ -247,41 +225,41 @@ describe('media check: addresses the worker must not read', () => {
   // Needs a second, allowed address to redirect from; this kind of machine has one on eth0.
   (publicAddress ? test : test.skip)('when an allowed media host redirects to a loopback address, then the redirect is refused and the loopback server never asked', async () => {
     const inside = `/inside-${Math.random().toString(36).slice(2)}.png`;
-    media.serve(inside, { body: pngImage(320, 320) });
+    rig.media.serve(inside, { body: pngImage(320, 320) });
     const outside = await new MediaServer().start(publicAddress);
     try {
-      const url = outside.serve('/moved.png', { redirectTo: `${media.baseUrl}${inside}` });
-      const created = await service.http
+      const url = outside.serve('/moved.png', { redirectTo: `${rig.media.baseUrl}${inside}` });
+      const created = await rig.service.http
         .post('/v1/tasks')
-        .set('authorization', auth)
+        .set('authorization', rig.auth)
         .send(validImageTask({ element_image_list: { frontal_image: url, refer_images: [{ image_url: 'https://media.example.com/side.png' }] } }));
-      const task = await service.waitForTask(created.body.task_id, (t) => t.status === 'failed', 15_000);
+      const task = await rig.service.waitForTask(created.body.task_id, (t) => t.status === 'failed', 15_000);
 
       expect(task.error).toEqual({ code: 'media_invalid', message: 'element_image_list.frontal_image: 127.0.0.1 is a private, loopback or link-local address' });
       expect(outside.requestsFor('/moved.png')).toHaveLength(1);
-      expect(media.requestsFor(inside)).toHaveLength(0);
+      expect(rig.media.requestsFor(inside)).toHaveLength(0);
     } finally {
       await outside.stop();
     }
   });
 
   test.each([
-    ['a loopback IP', (path: string) => `${media.baseUrl}${path}`, /127\.0\.0\.1 is a private, loopback or link-local address/],
-    ['a name that resolves to loopback', (path: string) => `${media.baseUrl.replace('127.0.0.1', 'localhost')}${path}`, /localhost resolves to (127\.0\.0\.1|::1), a private, loopback or link-local address/],
+    ['a loopback IP', (path: string) => `${rig.media.baseUrl}${path}`, /127\.0\.0\.1 is a private, loopback or link-local address/],
+    ['a name that resolves to loopback', (path: string) => `${rig.media.baseUrl.replace('127.0.0.1', 'localhost')}${path}`, /localhost resolves to (127\.0\.0\.1|::1), a private, loopback or link-local address/],
   ])('when an image URL points at %s, then media_invalid and the server is never asked', async (_label, urlFor, message) => {
     const path = `/private-${Math.random().toString(36).slice(2)}.png`;
-    media.serve(path, { body: pngImage(320, 320) });
+    rig.media.serve(path, { body: pngImage(320, 320) });
 
-    const created = await service.http
+    const created = await rig.service.http
       .post('/v1/tasks')
-      .set('authorization', auth)
+      .set('authorization', rig.auth)
       .send(validImageTask({ element_image_list: { frontal_image: urlFor(path), refer_images: [{ image_url: 'https://media.example.com/side.png' }] } }));
-    const task = await service.waitForTask(created.body.task_id, (t) => t.status === 'failed', 15_000);
+    const task = await rig.service.waitForTask(created.body.task_id, (t) => t.status === 'failed', 15_000);
 
     expect(task.error?.code).toBe('media_invalid');
     expect(task.error?.message).toMatch(message);
     expect(task.error?.message).toMatch(/^element_image_list\.frontal_image: /);
-    expect(media.requestsFor(path)).toHaveLength(0);
-    expect(service.fake!.creates().filter((request) => request.body.external_task_id === task.id)).toHaveLength(0);
+    expect(rig.media.requestsFor(path)).toHaveLength(0);
+    expect(rig.service.fake!.creates().filter((request) => request.body.external_task_id === task.id)).toHaveLength(0);
   });
 });

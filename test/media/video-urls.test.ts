@@ -1,7 +1,8 @@
 import { uniqueExternalId, validVideoTask } from '../helpers/factories';
 import { pngImage, videoFile, type VideoOptions } from '../helpers/media';
-import { MediaServer, type MediaRoute } from '../helpers/media-server';
-import { startTestService, type TestService } from '../helpers/test-service';
+import type { MediaRoute } from '../helpers/media-server';
+import { useMediaRig } from '../helpers/media-rig';
+import { startTestService } from '../helpers/test-service';
 
 /**
  * MEDIA_PRECHECK on the element video, through the whole service: MP4/MOV files built box by box are
@@ -9,40 +10,29 @@ import { startTestService, type TestService } from '../helpers/test-service';
  * and holds it to Kling's rules.
  */
 describe('media check: video URLs', () => {
-  let service: TestService;
-  let media: MediaServer;
-  let auth: string;
+  const rig = useMediaRig({ MEDIA_PRECHECK: 'on', KLING_MAX_ATTEMPTS: '2' });
   let paths = 0;
 
   const FULL_HD: VideoOptions = { width: 1920, height: 1080, durationS: 5 };
-  const serve = (body: Buffer, route: MediaRoute = {}) => media.serve(`/video-${++paths}.mp4`, { body, contentType: 'video/mp4', ...route });
+  const serve = (body: Buffer, route: MediaRoute = {}) => rig.media.serve(`/video-${++paths}.mp4`, { body, contentType: 'video/mp4', ...route });
   const submit = async (videoUrl: string) => {
-    const created = await service.http
+    const created = await rig.service.http
       .post('/v1/tasks')
-      .set('authorization', auth)
+      .set('authorization', rig.auth)
       .send(validVideoTask({ external_task_id: uniqueExternalId('video'), element_video_list: { refer_videos: [{ video_url: videoUrl }] } }));
     expect(created.status).toBe(202);
     return created.body.task_id as string;
   };
-  const finished = (taskId: string) => service.waitForTask(taskId, (task) => task.status === 'succeed' || task.status === 'failed', 15_000);
-  const createsFor = (taskId: string) => service.fake!.creates().filter((request) => request.body.external_task_id === taskId);
+  const finished = (taskId: string) => rig.service.waitForTask(taskId, (task) => task.status === 'succeed' || task.status === 'failed', 15_000);
+  const createsFor = (taskId: string) => rig.service.fake!.creates().filter((request) => request.body.external_task_id === taskId);
   const checkedVideo = async (taskId: string) =>
-    ((await service.runtime.tasks.listEvents(taskId)).find((event) => event.type === 'media_checked')?.detail as { video: Record<string, unknown> }).video;
+    ((await rig.service.runtime.tasks.listEvents(taskId)).find((event) => event.type === 'media_checked')?.detail as { video: Record<string, unknown> }).video;
   const expectMediaInvalid = async (taskId: string, rule: string) => {
     expect(await finished(taskId)).toMatchObject({ status: 'failed', error: { code: 'media_invalid', message: `element_video_list.refer_videos[0]: ${rule}` } });
     expect(createsFor(taskId)).toHaveLength(0);
   };
-  const bytesServed = (url: string) => media.requestsFor(new URL(url).pathname).reduce((sum, request) => sum + request.bytesSent, 0);
+  const bytesServed = (url: string) => rig.media.requestsFor(new URL(url).pathname).reduce((sum, request) => sum + request.bytesSent, 0);
 
-  beforeAll(async () => {
-    media = await new MediaServer().start();
-    service = await startTestService({ env: { MEDIA_PRECHECK: 'on', KLING_MAX_ATTEMPTS: '2' } });
-    ({ auth } = await service.createTenant());
-  });
-  afterAll(async () => {
-    await service.stop();
-    await media.stop();
-  });
 
   test('when a 1920×1080 5 s MP4 has its metadata at the end, then byte ranges fetch the start and the metadata only, and the task succeeds', async () => {
     const file = videoFile({ ...FULL_HD, moovAtEnd: true, mdatBytes: 8 * 1024 * 1024 });
@@ -53,7 +43,7 @@ describe('media check: video URLs', () => {
     expect(await finished(taskId)).toMatchObject({ status: 'succeed' });
     expect(createsFor(taskId)).toHaveLength(1);
     expect(await checkedVideo(taskId)).toMatchObject({ field: 'element_video_list.refer_videos[0]', container: 'mp4', width: 1920, height: 1080, durationS: 5, bytes: file.length });
-    const requests = media.requestsFor(new URL(url).pathname);
+    const requests = rig.media.requestsFor(new URL(url).pathname);
     expect(requests.every((request) => request.range?.startsWith('bytes='))).toBe(true);
     expect(requests).toHaveLength(2);
     expect(bytesServed(url)).toBeLessThan(512 * 1024);
@@ -122,7 +112,7 @@ describe('media check: video URLs', () => {
     const taskId = await submit(url);
 
     await expectMediaInvalid(taskId, '209,715,201 bytes exceeds the 200 MB limit (209,715,200 bytes)');
-    expect(media.requestsFor(new URL(url).pathname)).toHaveLength(1);
+    expect(rig.media.requestsFor(new URL(url).pathname)).toHaveLength(1);
   });
 
   test('when MEDIA_PRECHECK is off, then a video that breaks the rules still goes to Kling (Kling alone judges it)', async () => {
@@ -135,7 +125,7 @@ describe('media check: video URLs', () => {
       await unchecked.waitForTask(created.body.task_id, (task) => task.status === 'succeed');
 
       expect(unchecked.fake!.creates().filter((request) => request.body.external_task_id === created.body.task_id)).toHaveLength(1);
-      expect(media.requestsFor(new URL(url).pathname)).toHaveLength(0);
+      expect(rig.media.requestsFor(new URL(url).pathname)).toHaveLength(0);
     } finally {
       await unchecked.stop();
     }
