@@ -50,6 +50,10 @@ export interface BenchOptions {
   adminDatabaseUrl: string;
   redisUrl: string;
   keepDatabase: boolean;
+  /** Keep the service logs (API, worker, floor, fake Kling) after a successful run too. */
+  keepLogs: boolean;
+  /** Extra node flags for the API and worker (`--node-args="--trace-gc --max-semi-space-size=32"`). */
+  nodeArgs: string[];
 }
 
 export const ROOT = projectRoot(__dirname);
@@ -100,7 +104,7 @@ export function parseOptions(argv = process.argv.slice(2), env = process.env): B
   const known = new Set([
     'sse-streams', 'sse-tasks', 'quick', 'phases', 'connections', 'warmup-s', 'duration-s', 'rounds', 'half-duration-s', 'burst', 'burst-connections', 'burst-warmup', 'burst-rate',
     'burst-timeout-s', 'settle-s', 'callback-delay-ms', 'kling-concurrency', 'pool-size', 'api-processes', 'service-env', 'log-level',
-    'cpu-prof', 'results-dir', 'database-admin-url', 'redis-url', 'keep-database', 'help',
+    'cpu-prof', 'node-args', 'results-dir', 'database-admin-url', 'redis-url', 'keep-database', 'keep-logs', 'help',
   ]);
   for (const flag of Object.keys(flags)) {
     if (!known.has(flag)) throw new Error(`Unknown flag --${flag}; known: ${[...known].map((f) => `--${f}`).join(' ')}`);
@@ -166,5 +170,7 @@ export function parseOptions(argv = process.argv.slice(2), env = process.env): B
     adminDatabaseUrl: raw('database-admin-url') ?? process.env.TEST_DATABASE_ADMIN_URL ?? 'postgresql://postgres@127.0.0.1:5432/postgres',
     redisUrl: raw('redis-url') ?? process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379',
     keepDatabase: bool('keep-database'),
+    keepLogs: bool('keep-logs'),
+    nodeArgs: (raw('node-args') ?? '').split(/\s+/).filter(Boolean),
   };
 }

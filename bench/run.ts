@@ -203,9 +203,9 @@ async function main(): Promise<void> {
       ...options.serviceEnv,
     };
     const profArgs = (name: string): string[] => {
-      if (!options.cpuProfDir) return [];
+      if (!options.cpuProfDir) return options.nodeArgs;
       mkdirSync(options.cpuProfDir, { recursive: true });
-      return ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfDir}`, `--cpu-prof-name=${name}-${stamp}.cpuprofile`];
+      return [...options.nodeArgs, '--cpu-prof', `--cpu-prof-dir=${options.cpuProfDir}`, `--cpu-prof-name=${name}-${stamp}.cpuprofile`];
     };
     const api = new ServiceChild('api', path.join(DIST, 'src', 'start-api.js'), { ...serviceEnv, PORT: String(apiPort), API_PROCESSES: String(options.apiProcesses) }, path.join(logDir, 'api.log'), profArgs('api'));
     const workerMetricsPort = await freePort();
@@ -549,7 +549,7 @@ async function main(): Promise<void> {
     progress.update('cleaning up');
     await runCleanup();
     progress.clear();
-    if (succeeded) rmSync(logDir, { recursive: true, force: true });
+    if (succeeded && !options.keepLogs) rmSync(logDir, { recursive: true, force: true });
     else console.error(`service logs kept in ${logDir}`);
   }
 }

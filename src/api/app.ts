@@ -17,6 +17,7 @@ import { CONSOLE_PATH, consoleRoutes } from './console/console-routes';
 import { problemErrorHandler, routeNotFound } from './error-middleware';
 import { klingCompatRoutes } from './kling-compat/kling-compat-routes';
 import { admitCreates } from './create-admission';
+import { chain } from './chain';
 import { jsonBody } from './json-body';
 import { requestLogging } from './request-logging';
 import { ADMIN_QUEUES_PATH, adminQueueRoutes } from './routes/admin-routes';
@@ -76,15 +77,12 @@ export function createApp(deps: AppDeps): Express {
   // lives under these paths, so the order changes nothing else.
   app.use(
     '/v1/tasks',
-    authenticateApiKey(deps.apiKeys ?? deps.tenants),
-    jsonBody(JSON_BODY_LIMIT_BYTES),
-    admitCreates(deps.maxConcurrentCreates),
-    (req, _res, next) => {
+    chain(authenticateApiKey(deps.apiKeys ?? deps.tenants), jsonBody(JSON_BODY_LIMIT_BYTES), admitCreates(deps.maxConcurrentCreates), (req, _res, next) => {
       if (req.method === 'POST' && req.path === '/' && !req.is('application/json')) {
         throw new AppError('UNSUPPORTED_MEDIA_TYPE', 'Send the task as JSON with "Content-Type: application/json"');
       }
       next();
-    },
+    }),
     taskRoutes({ ...deps, heartbeatMs: deps.sseHeartbeatMs }),
   );
   app.use('/webhooks/kling', klingWebhookRoutes(deps));

@@ -117,4 +117,35 @@ describe('logger', () => {
     expect(logs.text).not.toContain('ket_secret');
     expect(logs.text).not.toContain('whsec_x');
   });
+
+  test('when secrets sit in headers, a parsed query string or an error, then they are censored and the rest is kept', () => {
+    const logs = new LogCapture();
+    const logger = createLogger({ level: 'info', destination: logs });
+    const query = Object.assign(Object.create(null) as Record<string, string>, { token: 'cb_token_1', page: '2' });
+    const error = Object.assign(new Error('upstream said no'), { token: 'err_token_2', status: 401 });
+    const request = { element_name: 'Hero', element_image_list: { frontal_image: 'https://example.com/secret-face.png' } };
+
+    logger.info({ req: { headers: { authorization: 'Bearer ket_abc', cookie: 'sid=1', host: 'api.test' }, query }, request }, 'first');
+    logger.error({ err: error }, 'second');
+
+    const [first, second] = logs.records;
+    expect(first!.req.headers).toEqual({ authorization: '[redacted]', cookie: '[redacted]', host: 'api.test' });
+    expect(first!.req.query).toEqual({ token: '[redacted]', page: '2' });
+    expect(first!.request).toEqual({ element_name: 'Hero', element_image_list: '[redacted]' });
+    expect(second!.err.message).toBe('upstream said no');
+    expect(second!.err.status).toBe(401);
+    expect(second!.err.token).toBe('[redacted]');
+    for (const secret of ['ket_abc', 'sid=1', 'cb_token_1', 'err_token_2', 'secret-face']) expect(logs.text).not.toContain(secret);
+  });
+
+  test('when a logged object is censored, then the caller\'s object is left as it was', () => {
+    const logs = new LogCapture();
+    const logger = createLogger({ level: 'info', destination: logs });
+    const detail = { nested: { api_key: 'ket_keep_me' } };
+
+    logger.info({ detail }, 'x');
+
+    expect(logs.records[0]!.detail.nested.api_key).toBe('[redacted]');
+    expect(detail.nested.api_key).toBe('ket_keep_me');
+  });
 });
