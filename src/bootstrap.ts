@@ -1,5 +1,6 @@
 import { ConfigError, parseConfig, type Config } from './config';
 import { migrate } from './db/migrate';
+import { releaseMemoryWhenIdle } from './idle-memory';
 import { createLogger, type Logger } from './logger';
 import { createRuntime, isSandbox, type Runtime } from './runtime';
 
@@ -33,6 +34,7 @@ export async function bootstrap(processName: string, config: Config = loadConfig
   const logger = processLogger(config, processName);
   await migrateDatabase(config, logger);
   const runtime = await createRuntime(config, logger);
+  if (config.idleGcAfterMs > 0) releaseMemoryWhenIdle({ idleMs: config.idleGcAfterMs, logger });
   if (isSandbox(config)) {
     logger.warn('SANDBOX MODE: no Kling credentials set; a built-in simulator accepts tasks and calls back (set KLING_API_KEY or KLING_ACCESS_KEY/KLING_SECRET_KEY for real Kling)');
   } else {

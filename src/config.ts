@@ -94,6 +94,8 @@ const envSchema = z
     SSE_HEARTBEAT_MS: positiveInt.default(15_000),
     /** Creates read and stored at once per API process; more wait their turn (callbacks and reads do not). */
     API_MAX_CONCURRENT_CREATES: positiveInt.default(16),
+    /** After a busy spell, a process idle this long runs one full garbage collection (see idle-memory.ts); 0: never. */
+    IDLE_GC_AFTER_MS: z.coerce.number().int().min(0).default(5_000),
     /** Delay between the simulated upstream's status changes in sandbox mode. */
     SANDBOX_STEP_DELAY_MS: z.coerce.number().int().min(0).default(1_500),
   })
@@ -147,6 +149,8 @@ export interface Config {
   fairShare: boolean;
   tenantLimits: { maxInFlight: number; maxSubmitsPerMinute: number };
   sseHeartbeatMs: number;
+  /** IDLE_GC_AFTER_MS; 0: off. */
+  idleGcAfterMs: number;
   maxConcurrentCreates: number;
   sandboxStepDelayMs: number;
   sweepIntervalMs: number;
@@ -208,6 +212,7 @@ export function parseConfig(source: NodeJS.ProcessEnv = process.env): Config {
     adminToken: e.ADMIN_TOKEN,
     sandboxStepDelayMs: e.SANDBOX_STEP_DELAY_MS,
     sseHeartbeatMs: e.SSE_HEARTBEAT_MS,
+    idleGcAfterMs: e.IDLE_GC_AFTER_MS,
     maxConcurrentCreates: e.API_MAX_CONCURRENT_CREATES,
     fairShare: e.FAIR_SHARE,
     apiKeyCacheTtlMs: e.API_KEY_CACHE_TTL_MS,
