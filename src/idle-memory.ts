@@ -20,6 +20,8 @@ export interface IdleMemoryOptions {
   idleMs: number;
   /** How often event-loop utilization is sampled. */
   sampleMs?: number;
+  /** Event-loop utilization of a sample that counts as busy (default 0.1); a sample under 0.02 counts as idle. */
+  busyUtilization?: number;
   logger?: Logger;
   /** Told about each release (tests, metrics). */
   onRelease?: (release: MemoryRelease) => void;
@@ -46,6 +48,7 @@ const mb = (bytes: number): number => Math.round((bytes / 2 ** 20) * 10) / 10;
 export function releaseMemoryWhenIdle(options: IdleMemoryOptions): { stop: () => void } {
   const collect = fullCollection();
   const sampleMs = options.sampleMs ?? 1_000;
+  const busyUtilization = options.busyUtilization ?? BUSY_UTILIZATION;
   let previous = performance.eventLoopUtilization();
   let busySpell = false;
   let quietSince: number | undefined;
@@ -58,7 +61,7 @@ export function releaseMemoryWhenIdle(options: IdleMemoryOptions): { stop: () =>
       afterCollection = false;
       return;
     }
-    if (utilization >= BUSY_UTILIZATION) {
+    if (utilization >= busyUtilization) {
       busySpell = true;
       quietSince = undefined;
       return;
