@@ -130,8 +130,15 @@ const INSERT_BATCH_MAX = 100;
 const INSERT_BATCHES_IN_FLIGHT = 2;
 
 const FIND_BY_ID_SQL = 'SELECT * FROM tasks WHERE id = $1';
+const FIND_BY_IDS_SQL = 'SELECT * FROM tasks WHERE id = ANY($1::text[])';
 const TASK_PRIMARY_KEY = 'tasks_pkey';
-const FIND_FOR_TENANT_SQL = 'SELECT * FROM tasks WHERE id = $1 AND tenant_id = $2';
+/**
+ * Reads of single tasks by id (Kling's callbacks, clients' GETs) that arrive together share one SELECT:
+ * under a burst each statement is a write to Postgres's socket and a wake-up of its backend, which on a
+ * busy machine costs the API far more than the read itself (`npm run bench`, burst phase).
+ */
+const READ_BATCH_MAX = 100;
+const READ_BATCHES_IN_FLIGHT = 3;
 const FIND_BY_EXTERNAL_ID_SQL = 'SELECT * FROM tasks WHERE tenant_id = $1 AND external_task_id = $2';
 const CLAIM_SQL = `UPDATE tasks SET submit_in_flight = true, attempts = attempts + 1, updated_at = $2
   WHERE id = $1 AND status = 'queued' RETURNING *`;
@@ -357,16 +364,32 @@ ${fast ? `SELECT updated.*, (SELECT callback_url IS NOT NULL FROM tasks WHERE id
     maxInFlight: INSERT_BATCHES_IN_FLIGHT,
   });
 
+  const findByIdBatched = createBatcher<string, TaskRecord | null>({
+    one: (id) => findTask(FIND_BY_ID_SQL, [id]),
+    async many(ids) {
+      const { rows } = await sqlPool(db).query<TaskSqlRow>(prepared(FIND_BY_IDS_SQL, [ids]));
+      const byId = new Map(rows.map((row) => [row.id, row]));
+      // A record per caller, even when two asked for the same task: callers may change what they get.
+      return ids.map((id) => {
+        const row = byId.get(id);
+        return row ? toRecord(taskRowFromSql(row)) : null;
+      });
+    },
+    maxBatch: READ_BATCH_MAX,
+    maxInFlight: READ_BATCHES_IN_FLIGHT,
+  });
+
   return {
     /** Stores the task, its `created` event and (when given) its Idempotency-Key in one statement. */
     insert: (task: NewTask): Promise<TaskRecord> => insertBatched(task),
 
-    async findById(id: string): Promise<TaskRecord | null> {
-      return findTask(FIND_BY_ID_SQL, [id]);
-    },
+    /** Read together with concurrent reads of other tasks (see READ_BATCH_MAX). */
+    findById: (id: string): Promise<TaskRecord | null> => findByIdBatched(id),
 
+    /** The task when it belongs to this tenant; another tenant's task is as absent as a missing one. */
     async findForTenant(tenantId: string, id: string): Promise<TaskRecord | null> {
-      return findTask(FIND_FOR_TENANT_SQL, [id, tenantId]);
+      const task = await findByIdBatched(id);
+      return task?.tenantId === tenantId ? task : null;
     },
 
     async findByExternalId(tenantId: string, externalTaskId: string): Promise<TaskRecord | null> {

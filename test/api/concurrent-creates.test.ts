@@ -111,4 +111,30 @@ describe('many creates at once (workers off: tasks stay queued)', () => {
     expect(await service.runtime.db.task.count({ where: { tenantId: tenant.id } })).toBe(1);
     expect(await service.runtime.db.taskEvent.count({ where: { taskId: first.id } })).toBe(1);
   });
+
+  test('when many reads of single tasks arrive together, then each caller gets its own task, another tenant\'s or a missing one is not found', async () => {
+    const [owner, other] = [await newTenant(), await newTenant()];
+    const created = await Promise.all(Array.from({ length: 12 }, () => post(owner, validImageTask({ external_task_id: uniqueExternalId('read') }))));
+    const ids = created.map((response) => response.body.task_id as string);
+    const missing = newTaskId();
+
+    // Shared reads (one SELECT for those that arrive together) must answer exactly as separate ones would.
+    const [byId, forOwner, forOther, twice, absent] = await Promise.all([
+      Promise.all(ids.map((id) => service.runtime.tasks.findById(id))),
+      Promise.all(ids.map((id) => service.runtime.tasks.findForTenant(owner.id, id))),
+      Promise.all(ids.map((id) => service.runtime.tasks.findForTenant(other.id, id))),
+      Promise.all([service.runtime.tasks.findById(ids[0]!), service.runtime.tasks.findById(ids[0]!)]),
+      service.runtime.tasks.findById(missing),
+    ]);
+
+    expect(byId.map((task) => task?.id)).toEqual(ids);
+    expect(forOwner.map((task) => [task?.id, task?.tenantId])).toEqual(ids.map((id) => [id, owner.id]));
+    expect(forOther).toEqual(ids.map(() => null));
+    expect(twice[0]).toEqual(twice[1]);
+    expect(twice[0]).not.toBe(twice[1]);
+    expect(absent).toBeNull();
+    const gets = await Promise.all([...ids.map((id) => service.http.get(`/v1/tasks/${id}`).set('authorization', owner.auth)), ...ids.map((id) => service.http.get(`/v1/tasks/${id}`).set('authorization', other.auth))]);
+    expect(gets.map((response) => response.status)).toEqual([...ids.map(() => 200), ...ids.map(() => 404)]);
+    expect(gets.slice(0, ids.length).map((response) => response.body.task_id)).toEqual(ids);
+  });
 });
