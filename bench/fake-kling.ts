@@ -1,6 +1,6 @@
 import { Agent, createServer, request, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { performance } from 'node:perf_hooks';
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 
 /**
  * The bench's upstream: a fast fake Kling, adapted from test/helpers/fake-kling.ts to stay cheap at
@@ -43,11 +43,18 @@ export interface FakeKlingStats {
   callbackErrorExamples: string[];
   /** Callback sent → GET shows the status, ms. */
   visibleMs: number[];
+  /** Callback sent → its answer read, ms (the first part of visibleMs). */
+  callbackAnsweredMs: number[];
   /** Visibility checks that never saw the status within VISIBLE_TIMEOUT_MS, or failed. */
   visibleFailures: number;
   pendingCallbacks: number;
   /** Requests sent again because a kept-alive socket had just been closed by the API (not errors). */
   keepAliveRetries: number;
+  /**
+   * This process's own event-loop delay since the last reset, ms: how late it got to its sockets and
+   * timers. Callback → visible includes it (twice: the callback's answer, then the GET's).
+   */
+  eventLoopDelayMs?: { p50: number; p99: number; max: number };
 }
 
 export type FakeKlingMessage = { type: 'ready'; url: string } | { type: 'stats'; stats: FakeKlingStats } | { type: 'stopped' };
@@ -66,14 +73,16 @@ class BenchFakeKling {
   private apiKey = '';
   private callbackDelayMs = 0;
   private measure = false;
+  private readonly loopDelay = monitorEventLoopDelay({ resolution: 5 });
   stats: FakeKlingStats = BenchFakeKling.emptyStats();
 
   static emptyStats(): FakeKlingStats {
-    return { creates: 0, duplicateCreates: 0, gets: 0, callbacksSent: 0, callbackErrors: 0, callbackErrorExamples: [], visibleMs: [], visibleFailures: 0, pendingCallbacks: 0, keepAliveRetries: 0 };
+    return { creates: 0, duplicateCreates: 0, gets: 0, callbacksSent: 0, callbackErrors: 0, callbackErrorExamples: [], visibleMs: [], callbackAnsweredMs: [], visibleFailures: 0, pendingCallbacks: 0, keepAliveRetries: 0 };
   }
 
   async start(): Promise<string> {
     this.server.keepAliveTimeout = 60_000;
+    this.loopDelay.enable();
     await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', resolve));
     return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
   }
@@ -89,6 +98,13 @@ class BenchFakeKling {
     const pending = this.stats.pendingCallbacks;
     this.stats = BenchFakeKling.emptyStats();
     this.stats.pendingCallbacks = pending;
+    this.loopDelay.reset();
+  }
+
+  /** The stats with this process's event-loop delay as it stands. */
+  snapshot(): FakeKlingStats {
+    const ms = (ns: number) => Math.round(ns / 1e4) / 100;
+    return { ...this.stats, eventLoopDelayMs: { p50: ms(this.loopDelay.percentile(50)), p99: ms(this.loopDelay.percentile(99)), max: ms(this.loopDelay.max) } };
   }
 
   async stop(): Promise<void> {
@@ -169,6 +185,7 @@ class BenchFakeKling {
     try {
       const answer = await this.http('POST', task.callbackUrl!, JSON.stringify(this.view(task)));
       if (answer.status < 200 || answer.status > 299) throw new Error(`callback answered HTTP ${answer.status}: ${answer.body.slice(0, 200)}`);
+      if (this.measure) this.stats.callbackAnsweredMs.push(performance.now() - started);
     } catch (error) {
       this.stats.callbackErrors++;
       if (this.stats.callbackErrorExamples.length < 5) this.stats.callbackErrorExamples.push((error as Error).message);
@@ -251,7 +268,7 @@ async function main(): Promise<void> {
         fake.reset();
         break;
       case 'stats':
-        reply({ type: 'stats', stats: fake.stats });
+        reply({ type: 'stats', stats: fake.snapshot() });
         break;
       case 'stop':
         void fake.stop().finally(() => {

@@ -57,15 +57,29 @@ const withApplicationName = (databaseUrl: string, name: string): string => {
  * V8 heap in use (MB) from a process's GET /metrics (prom-client's nodejs_heap_size_used_bytes), NaN when
  * not served. Beside RSS, which V8 gives back to the OS late if at all, it tells growth from garbage.
  */
-async function heapUsedMb(metricsUrl: string): Promise<number> {
+/** One gauge of a process's `GET /metrics` (prom-client's default metrics), NaN when absent. */
+async function metricValue(metricsUrl: string, name: string): Promise<number> {
   try {
     const response = await fetch(metricsUrl, { signal: AbortSignal.timeout(5_000) });
     const text = await response.text();
-    const value = /^nodejs_heap_size_used_bytes(?:\{[^}]*\})? (\S+)$/m.exec(text)?.[1];
-    return value === undefined ? Number.NaN : Number(value) / 2 ** 20;
+    const value = new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text)?.[1];
+    return value === undefined ? Number.NaN : Number(value);
   } catch {
     return Number.NaN;
   }
+}
+
+const heapUsedMb = async (metricsUrl: string): Promise<number> => (await metricValue(metricsUrl, 'nodejs_heap_size_used_bytes')) / 2 ** 20;
+
+/**
+ * The process's event-loop delay since the previous scrape, ms (prom-client resets its histogram on every
+ * scrape, so scraping once before a phase makes the next scrape cover just that phase).
+ */
+async function eventLoopDelayMs(metricsUrl: string): Promise<{ p99: number; max: number }> {
+  return {
+    p99: round2((await metricValue(metricsUrl, 'nodejs_eventloop_lag_p99_seconds')) * 1000),
+    max: round2((await metricValue(metricsUrl, 'nodejs_eventloop_lag_max_seconds')) * 1000),
+  };
 }
 
 interface SubmitFigures {
@@ -399,6 +413,7 @@ async function main(): Promise<void> {
       };
       const heapUsed = async () => ({ api: await heapUsedMb(`${apiUrl}/metrics`), worker: await heapUsedMb(`http://127.0.0.1:${workerMetricsPort}/metrics`) });
       const heapBefore = await heapUsed();
+      await eventLoopDelayMs(`${apiUrl}/metrics`); // starts the API's delay histogram afresh for the burst
       const before = { api: rssMb(api.pid), worker: rssMb(worker.pid) };
       const cpuBefore = { api: cpuSeconds(api.pid), worker: cpuSeconds(worker.pid) };
       const t0 = Date.now();
@@ -441,6 +456,7 @@ async function main(): Promise<void> {
       }
       const detectedS = (performance.now() - started) / 1000;
       const cpuAfterBurst = { api: cpuSeconds(api.pid), worker: cpuSeconds(worker.pid) };
+      const apiLoopDelay = await eventLoopDelayMs(`${apiUrl}/metrics`);
       // Let the last visibility checks finish.
       await callbacksSettled();
       const fakeStats = await fake.stats();
@@ -506,6 +522,9 @@ async function main(): Promise<void> {
         callback_keep_alive_retries: fakeStats.keepAliveRetries,
         callback_error_examples: fakeStats.callbackErrorExamples,
         callback_to_visible: { ...visible, failures: fakeStats.visibleFailures },
+        callback_sent_to_answered: summarize(fakeStats.callbackAnsweredMs),
+        fake_kling_event_loop_delay_ms: fakeStats.eventLoopDelayMs ?? null,
+        api_event_loop_delay_ms: apiLoopDelay,
         callback_received_to_answered_by_api: answered,
         cpu_s: { api: round2(cpuAfterBurst.api - cpuBefore.api), worker: round2(cpuAfterBurst.worker - cpuBefore.worker) },
       };
@@ -609,6 +628,14 @@ function printTables(result: Json): void {
             burst.callback_received_to_answered_by_api.count
               ? `${fmt(burst.callback_received_to_answered_by_api.p50_ms, 2)} / ${fmt(burst.callback_received_to_answered_by_api.p99_ms, 2)} / ${fmt(burst.callback_received_to_answered_by_api.max_ms, 2)} ms (its request log)`
               : 'n/a (needs LOG_LEVEL info)',
+          ],
+          ['  callback sent → its answer read (fake Kling)', `${fmt(burst.callback_sent_to_answered.p50_ms, 2)} / ${fmt(burst.callback_sent_to_answered.p99_ms, 2)} / ${fmt(burst.callback_sent_to_answered.max_ms, 2)} ms`],
+          ['  the API\'s event-loop delay p99 / max', `${fmt(burst.api_event_loop_delay_ms.p99, 2)} / ${fmt(burst.api_event_loop_delay_ms.max, 2)} ms`],
+          [
+            '  the fake Kling\'s own event-loop delay p50 / p99 / max',
+            burst.fake_kling_event_loop_delay_ms
+              ? `${fmt(burst.fake_kling_event_loop_delay_ms.p50, 2)} / ${fmt(burst.fake_kling_event_loop_delay_ms.p99, 2)} / ${fmt(burst.fake_kling_event_loop_delay_ms.max, 2)} ms`
+              : 'n/a',
           ],
           ['errors', `submit ${burst.submit_errors}, callbacks ${burst.callback_errors}, visibility ${v.failures}`],
           ['lost / not succeeded / sent twice', `${burst.lost} / ${burst.not_succeeded} / ${burst.duplicate_upstream_creates}`],

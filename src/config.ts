@@ -92,6 +92,8 @@ const envSchema = z
     TENANT_MAX_SUBMITS_PER_MINUTE: z.coerce.number().int().min(0).default(0),
     /** Live task streams send a heartbeat comment (and re-read the task) this often. */
     SSE_HEARTBEAT_MS: positiveInt.default(15_000),
+    /** How long the API keeps an idle client connection open for its next request (Node's default: 5 s). */
+    HTTP_KEEP_ALIVE_TIMEOUT_MS: z.coerce.number().int().min(1, 'must be at least 1').max(299_000, "must be at most 299000 (under Node's 300 s request timeout)").default(65_000),
     /** Creates read and stored at once per API process; more wait their turn (callbacks and reads do not). */
     API_MAX_CONCURRENT_CREATES: positiveInt.default(16),
     /** After a busy spell, a process idle this long runs one full garbage collection (see idle-memory.ts); 0: never. */
@@ -151,6 +153,8 @@ export interface Config {
   sseHeartbeatMs: number;
   /** IDLE_GC_AFTER_MS; 0: off. */
   idleGcAfterMs: number;
+  /** HTTP_KEEP_ALIVE_TIMEOUT_MS */
+  httpKeepAliveTimeoutMs: number;
   maxConcurrentCreates: number;
   sandboxStepDelayMs: number;
   sweepIntervalMs: number;
@@ -213,6 +217,7 @@ export function parseConfig(source: NodeJS.ProcessEnv = process.env): Config {
     sandboxStepDelayMs: e.SANDBOX_STEP_DELAY_MS,
     sseHeartbeatMs: e.SSE_HEARTBEAT_MS,
     idleGcAfterMs: e.IDLE_GC_AFTER_MS,
+    httpKeepAliveTimeoutMs: e.HTTP_KEEP_ALIVE_TIMEOUT_MS,
     maxConcurrentCreates: e.API_MAX_CONCURRENT_CREATES,
     fairShare: e.FAIR_SHARE,
     apiKeyCacheTtlMs: e.API_KEY_CACHE_TTL_MS,
