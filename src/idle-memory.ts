@@ -40,8 +40,8 @@ const mb = (bytes: number): number => Math.round((bytes / 2 ** 20) * 10) / 10;
 /**
  * Gives a burst's memory back once the process has gone quiet. V8 collects its old generation only when
  * allocation pushes it to, so after a burst an idle API or worker keeps the burst's garbage (and the RSS
- * it took) until the next burst: `npm run bench` saw 75–130 MB of V8 heap "in use" after 30 s of quiet
- * where ~30 MB was live. Node gives V8 no idle time, so this does: after a busy spell, once the event
+ * it took) until the next burst: `npm run bench` saw 74–137 MB of V8 heap "in use" after 10–30 s of
+ * quiet where ~30 MB was live. Node gives V8 no idle time, so this does: after a busy spell, once the event
  * loop has been idle for `idleMs`, one full collection runs (tens of ms, with nothing waiting) and V8
  * returns the freed pages. It runs again only after the next busy spell. Stops with `stop()`.
  */
