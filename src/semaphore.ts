@@ -1,17 +1,27 @@
-/** At most `limit` holders at once; the rest wait in arrival order. */
-export function createSemaphore(limit: number) {
+/**
+ * At most `limit` holders at once; the rest wait in arrival order. The limit may be a function, read at
+ * every acquire and release: when it falls, holders finish and no one new starts until they are under
+ * it; when it rises, call `wake()` to let waiters in up to the new limit.
+ */
+export function createSemaphore(limit: number | (() => number)) {
+  const current = typeof limit === 'function' ? limit : () => limit;
   let active = 0;
   const waiting: (() => void)[] = [];
-  return async function withPermit<T>(work: () => Promise<T>): Promise<T> {
-    if (active >= limit) await new Promise<void>((resolve) => waiting.push(resolve));
+  const wake = (): void => {
+    while (waiting.length > 0 && active < current()) {
+      active++;
+      waiting.shift()!();
+    }
+  };
+  async function withPermit<T>(work: () => Promise<T>): Promise<T> {
+    if (active >= current() || waiting.length > 0) await new Promise<void>((resolve) => waiting.push(resolve));
     else active++;
     try {
       return await work();
     } finally {
-      // Hand the permit straight to the next waiter, so `active` never dips and lets a newcomer jump the line.
-      const next = waiting.shift();
-      if (next) next();
-      else active--;
+      active--;
+      wake();
     }
-  };
+  }
+  return Object.assign(withPermit, { wake });
 }

@@ -16,7 +16,7 @@ import { authenticateApiKey } from './authenticate';
 import { CONSOLE_PATH, consoleRoutes } from './console/console-routes';
 import { problemErrorHandler, routeNotFound } from './error-middleware';
 import { klingCompatRoutes } from './kling-compat/kling-compat-routes';
-import { admitCreates } from './create-admission';
+import { createAdmission } from './create-admission';
 import { chain } from './chain';
 import { jsonBody } from './json-body';
 import { requestLogging } from './request-logging';
@@ -75,9 +75,10 @@ export function createApp(deps: AppDeps): Express {
   app.use(requestLogging(deps.logger));
   // The busiest routes first: Express tries every earlier router on every request. No other route
   // lives under these paths, so the order changes nothing else.
+  const creates = createAdmission(deps.maxConcurrentCreates);
   app.use(
     '/v1/tasks',
-    chain(authenticateApiKey(deps.apiKeys ?? deps.tenants), jsonBody(JSON_BODY_LIMIT_BYTES), admitCreates(deps.maxConcurrentCreates), (req, _res, next) => {
+    chain(authenticateApiKey(deps.apiKeys ?? deps.tenants), jsonBody(JSON_BODY_LIMIT_BYTES), creates.admit, (req, _res, next) => {
       if (req.method === 'POST' && req.path === '/' && !req.is('application/json')) {
         throw new AppError('UNSUPPORTED_MEDIA_TYPE', 'Send the task as JSON with "Content-Type: application/json"');
       }
@@ -85,7 +86,7 @@ export function createApp(deps: AppDeps): Express {
     }),
     taskRoutes({ ...deps, heartbeatMs: deps.sseHeartbeatMs }),
   );
-  app.use('/webhooks/kling', klingWebhookRoutes(deps));
+  app.use('/webhooks/kling', creates.giveWay, klingWebhookRoutes(deps));
   app.use(healthRoutes(deps.readinessChecks));
   if (deps.metrics) app.use(metricsRoutes(deps.metrics));
   app.use(docsRoutes());

@@ -1,13 +1,13 @@
 import type { Server } from 'node:http';
 import express from 'express';
-import { admitCreates, createStored } from '../../src/api/create-admission';
+import { createAdmission, createStored } from '../../src/api/create-admission';
 
 /**
  * The admission step on its own, in a real Express app on loopback: a create route whose "storing" is a
  * gate the test opens, so which request is held and which goes through is decided by the test, not by
  * timing. (test/api/concurrent-creates.test.ts runs it inside the whole service.)
  */
-describe('admitCreates (API_MAX_CONCURRENT_CREATES)', () => {
+describe('create admission (API_MAX_CONCURRENT_CREATES)', () => {
   let server: Server;
   let baseUrl: string;
   const gates: (() => void)[] = [];
@@ -17,7 +17,7 @@ describe('admitCreates (API_MAX_CONCURRENT_CREATES)', () => {
 
   beforeAll(async () => {
     const app = express();
-    app.use(admitCreates(1));
+    app.use(createAdmission(1).admit);
     app.post('/', async (req, res) => {
       const name = String(req.query.name);
       started.push(name);
@@ -81,5 +81,79 @@ describe('admitCreates (API_MAX_CONCURRENT_CREATES)', () => {
 
     await expect(next).resolves.toEqual({ created: 'next' });
     await expect(waiting).resolves.toEqual({ created: 'waiting' });
+  });
+});
+
+/**
+ * Creates give way to Kling's callbacks: while one is being handled, half the limit applies. A real app
+ * on loopback again; the test holds the callback and the creates' stores open with gates.
+ */
+describe('create admission while Kling\'s callbacks are in flight', () => {
+  let server: Server;
+  let baseUrl: string;
+  const storeGates: (() => void)[] = [];
+  let callbackGate: (() => void) | undefined;
+  const started: string[] = [];
+
+  beforeAll(async () => {
+    const app = express();
+    const creates = createAdmission(2);
+    app.use('/tasks', creates.admit);
+    app.post('/tasks', async (req, res) => {
+      started.push(String(req.query.name));
+      await new Promise<void>((open) => storeGates.push(open));
+      createStored(res);
+      res.json({ created: req.query.name });
+    });
+    app.post('/callback', creates.giveWay, async (_req, res) => {
+      await new Promise<void>((open) => (callbackGate = open));
+      res.json({ received: true });
+    });
+    server = app.listen(0, '127.0.0.1');
+    await new Promise((resolve) => server.once('listening', resolve));
+    baseUrl = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+  });
+  afterAll(async () => {
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  });
+
+  const settle = () => new Promise((resolve) => setTimeout(resolve, 100));
+  const waitFor = async (condition: () => boolean): Promise<void> => {
+    for (let i = 0; i < 200 && !condition(); i++) await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(condition()).toBe(true);
+  };
+  const post = (name: string) => fetch(`${baseUrl}/tasks?name=${name}`, { method: 'POST' }).then((response) => response.json());
+
+  test('when a callback is in flight, then creates go one at a time (half the limit of 2), and two at once again when it is answered', async () => {
+    const callback = fetch(`${baseUrl}/callback`, { method: 'POST' }).then((response) => response.json());
+    await waitFor(() => callbackGate !== undefined);
+
+    const first = post('first');
+    const second = post('second');
+    await waitFor(() => started.length === 1);
+    await settle();
+    expect(started).toEqual(['first']);
+
+    callbackGate!();
+    await expect(callback).resolves.toEqual({ received: true });
+    await waitFor(() => started.length === 2);
+    expect(started).toEqual(['first', 'second']);
+
+    storeGates.shift()!();
+    storeGates.shift()!();
+    await expect(first).resolves.toEqual({ created: 'first' });
+    await expect(second).resolves.toEqual({ created: 'second' });
+  });
+
+  test('when no callback is in flight, then the full limit of 2 applies', async () => {
+    started.length = 0;
+    const first = post('a');
+    const second = post('b');
+    await waitFor(() => started.length === 2);
+
+    storeGates.shift()!();
+    storeGates.shift()!();
+    await expect(Promise.all([first, second])).resolves.toEqual([{ created: 'a' }, { created: 'b' }]);
   });
 });
