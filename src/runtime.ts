@@ -162,7 +162,8 @@ export async function startApi(runtime: Runtime): Promise<{ server: Server; base
  * loop, so under load a burst of new connections waits in the kernel's queue for seconds (`npm run
  * bench`: callbacks on fresh connections took p50 1.2 s, on reused ones p99 0.16 s). Clients and
  * proxies that keep their connections need none. Longer than the 60 s idle timeout of common load
- * balancers, so they, not we, close first; headers of a request may take as long as the keep-alive.
+ * balancers, so they, not we, close first. The headers timer is kept above it, so that it cannot cut a
+ * kept connection first.
  */
 function keepConnectionsOpen(server: Server, ms: number): void {
   server.keepAliveTimeout = ms;

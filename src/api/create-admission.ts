@@ -19,7 +19,7 @@ export interface CreateAdmission {
  * and creates still share their batches (batcher.ts). While any Kling callback is in flight the limit is
  * halved: callbacks are what make a task's news visible, and the full limit's larger batches pay only
  * for a stream of creates alone (bench: a fixed half limit cost a fifth of peak create throughput; halved
- * only while callbacks are in flight, the burst's callback → visible p50 fell from 129–136 to 69–73 ms
+ * only while callbacks are in flight, the burst's callback → visible p50 fell from 129–136 to 62–73 ms
  * with creates alone as fast as before). The permit is given back once the task is stored
  * (`createStored`), so a create that then waits for its task (`Prefer: wait`) holds none; a client that
  * gave up while waiting is skipped.
