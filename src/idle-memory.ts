@@ -28,7 +28,7 @@ export interface IdleMemoryOptions {
 }
 
 /** V8's full collection: `global.gc` when node runs with --expose-gc, else the same function from a fresh context. */
-function fullCollection(): () => void {
+export function fullCollection(): () => void {
   const exposed = (globalThis as { gc?: () => void }).gc;
   if (typeof exposed === 'function') return exposed;
   setFlagsFromString('--expose-gc');

@@ -1,4 +1,4 @@
-import { releaseMemoryWhenIdle, type MemoryRelease } from '../../src/idle-memory';
+import { fullCollection, releaseMemoryWhenIdle, type MemoryRelease } from '../../src/idle-memory';
 
 /** Keeps the event loop busy (synchronously) for `ms`. */
 function busyFor(ms: number): void {
@@ -22,6 +22,9 @@ const FAST = { sampleMs: 25, busyUtilization: 0.5 };
 
 describe('releaseMemoryWhenIdle', () => {
   let stop: (() => void) | undefined;
+  // A clean heap first: a jest worker carries earlier test files' garbage, and a long collection of it
+  // in the middle of a test would look like a busy spell.
+  beforeEach(() => fullCollection()());
   afterEach(() => stop?.());
 
   test('when a busy spell is followed by quiet, then one full collection runs and frees what the spell left', async () => {
