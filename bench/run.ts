@@ -53,33 +53,35 @@ const withApplicationName = (databaseUrl: string, name: string): string => {
   return url.toString();
 };
 
+/** Gauges of one scrape of a process's `GET /metrics` (prom-client's default metrics), NaN when absent. */
+async function metricValues(metricsUrl: string, names: string[]): Promise<number[]> {
+  let text = '';
+  try {
+    const response = await fetch(metricsUrl, { signal: AbortSignal.timeout(5_000) });
+    text = await response.text();
+  } catch {
+    // Not served: every value NaN.
+  }
+  return names.map((name) => {
+    const value = new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text)?.[1];
+    return value === undefined ? Number.NaN : Number(value);
+  });
+}
+
 /**
  * V8 heap in use (MB) from a process's GET /metrics (prom-client's nodejs_heap_size_used_bytes), NaN when
  * not served. Beside RSS, which V8 gives back to the OS late if at all, it tells growth from garbage.
  */
-/** One gauge of a process's `GET /metrics` (prom-client's default metrics), NaN when absent. */
-async function metricValue(metricsUrl: string, name: string): Promise<number> {
-  try {
-    const response = await fetch(metricsUrl, { signal: AbortSignal.timeout(5_000) });
-    const text = await response.text();
-    const value = new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text)?.[1];
-    return value === undefined ? Number.NaN : Number(value);
-  } catch {
-    return Number.NaN;
-  }
-}
-
-const heapUsedMb = async (metricsUrl: string): Promise<number> => (await metricValue(metricsUrl, 'nodejs_heap_size_used_bytes')) / 2 ** 20;
+const heapUsedMb = async (metricsUrl: string): Promise<number> => (await metricValues(metricsUrl, ['nodejs_heap_size_used_bytes']))[0]! / 2 ** 20;
 
 /**
  * The process's event-loop delay since the previous scrape, ms (prom-client resets its histogram on every
- * scrape, so scraping once before a phase makes the next scrape cover just that phase).
+ * scrape, so scraping once before a phase makes the next scrape cover just that phase; hence one scrape
+ * for both figures).
  */
 async function eventLoopDelayMs(metricsUrl: string): Promise<{ p99: number; max: number }> {
-  return {
-    p99: round2((await metricValue(metricsUrl, 'nodejs_eventloop_lag_p99_seconds')) * 1000),
-    max: round2((await metricValue(metricsUrl, 'nodejs_eventloop_lag_max_seconds')) * 1000),
-  };
+  const [p99, max] = await metricValues(metricsUrl, ['nodejs_eventloop_lag_p99_seconds', 'nodejs_eventloop_lag_max_seconds']);
+  return { p99: round2(p99! * 1000), max: round2(max! * 1000) };
 }
 
 interface SubmitFigures {
