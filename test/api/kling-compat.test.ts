@@ -181,6 +181,12 @@ describe('Kling-compatible surface, end to end (workers and fake Kling)', () => 
   });
 
   test('when Kling rejects the element, then the task reads as "failed" with the reason in task_status_msg and code 0', async () => {
+    // Earlier tests' tasks may still be on their way to Kling: the scripted answer is for the next create
+    // Kling receives, so let those arrive first.
+    for (let waited = 0; (await service.runtime.db.task.count({ where: { status: 'queued' } })) > 0; waited += 25) {
+      if (waited > 10_000) throw new Error('earlier tasks were never sent to Kling');
+      await new Promise((resolve) => setTimeout(resolve, 25));
+    }
     service.fake!.scriptCreate({ status: 400, body: { code: 1201, message: 'Image pixel is invalid', request_id: 'fake' } });
     const created = await post(JSON.stringify(validImageTask()));
     expectKlingSuccess(created);
