@@ -6,13 +6,13 @@ export type Db = PrismaClient;
 
 const pools = new WeakMap<Db, Pool>();
 
+const IDLE_CONNECTION_MS = 5 * 60_000;
+
 /**
  * The client runs on the `pg` driver adapter, so no Prisma engine binary is needed at run time. The
  * adapter is given our own pg pool, so the hot paths (see task-repository) can send prepared SQL
  * straight to the same connections: `sqlPool(db)`. `$disconnect()` ends the pool.
  */
-const IDLE_CONNECTION_MS = 5 * 60_000;
-
 export function createDb(databaseUrl: string, poolSize = 10): Db {
   // Idle connections are kept for minutes, not pg's default 10 s: after a short lull the next burst would
   // otherwise open every connection again and prepare every statement again on each (see sql.ts).

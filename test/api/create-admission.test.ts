@@ -2,6 +2,24 @@ import type { Server } from 'node:http';
 import express from 'express';
 import { createAdmission, createStored } from '../../src/api/create-admission';
 
+/** Serves `app` on a free loopback port. */
+async function listenOnLoopback(app: express.Express): Promise<{ server: Server; baseUrl: string }> {
+  const server = app.listen(0, '127.0.0.1');
+  await new Promise((resolve) => server.once('listening', resolve));
+  return { server, baseUrl: `http://127.0.0.1:${(server.address() as { port: number }).port}` };
+}
+
+async function closeServer(server: Server): Promise<void> {
+  server.closeAllConnections();
+  await new Promise((resolve) => server.close(resolve));
+}
+
+/** Polls `condition` (every 10 ms, up to 2 s) and expects it to hold. */
+async function waitFor(condition: () => boolean): Promise<void> {
+  for (let i = 0; i < 200 && !condition(); i++) await new Promise((resolve) => setTimeout(resolve, 10));
+  expect(condition()).toBe(true);
+}
+
 /**
  * The admission step on its own, in a real Express app on loopback: a create route whose "storing" is a
  * gate the test opens, so which request is held and which goes through is decided by the test, not by
@@ -32,19 +50,10 @@ describe('create admission (API_MAX_CONCURRENT_CREATES)', () => {
     app.get('/tasks', (_req, res) => {
       res.json({ read: true });
     });
-    server = app.listen(0, '127.0.0.1');
-    await new Promise((resolve) => server.once('listening', resolve));
-    baseUrl = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+    ({ server, baseUrl } = await listenOnLoopback(app));
   });
-  afterAll(async () => {
-    server.closeAllConnections();
-    await new Promise((resolve) => server.close(resolve));
-  });
+  afterAll(() => closeServer(server));
 
-  const waitFor = async (condition: () => boolean): Promise<void> => {
-    for (let i = 0; i < 200 && !condition(); i++) await new Promise((resolve) => setTimeout(resolve, 10));
-    expect(condition()).toBe(true);
-  };
   const post = (name: string, query = '') => fetch(`${baseUrl}/?name=${name}${query}`, { method: 'POST' }).then((response) => response.json());
 
   test('when the limit is reached, then the next create waits its turn, reads are not held, and each create is answered', async () => {
@@ -109,20 +118,11 @@ describe('create admission while Kling\'s callbacks are in flight', () => {
       await new Promise<void>((open) => (callbackGate = open));
       res.json({ received: true });
     });
-    server = app.listen(0, '127.0.0.1');
-    await new Promise((resolve) => server.once('listening', resolve));
-    baseUrl = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+    ({ server, baseUrl } = await listenOnLoopback(app));
   });
-  afterAll(async () => {
-    server.closeAllConnections();
-    await new Promise((resolve) => server.close(resolve));
-  });
+  afterAll(() => closeServer(server));
 
   const settle = () => new Promise((resolve) => setTimeout(resolve, 100));
-  const waitFor = async (condition: () => boolean): Promise<void> => {
-    for (let i = 0; i < 200 && !condition(); i++) await new Promise((resolve) => setTimeout(resolve, 10));
-    expect(condition()).toBe(true);
-  };
   const post = (name: string) => fetch(`${baseUrl}/tasks?name=${name}`, { method: 'POST' }).then((response) => response.json());
 
   test('when a callback is in flight, then creates go one at a time (half the limit of 2), and two at once again when it is answered', async () => {

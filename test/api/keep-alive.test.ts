@@ -33,6 +33,19 @@ async function openConnection(baseUrl: string) {
   };
 }
 
+/** A request, `idleMs` of quiet, then a second request answered on the same, still open connection. */
+async function expectConnectionReusedAfter(baseUrl: string, idleMs: number): Promise<void> {
+  const connection = await openConnection(baseUrl);
+  try {
+    expect(await connection.get()).toBe('HTTP/1.1 200 OK');
+    await sleep(idleMs);
+    expect(connection.socket.destroyed).toBe(false);
+    expect(await connection.get()).toBe('HTTP/1.1 200 OK');
+  } finally {
+    connection.socket.destroy();
+  }
+}
+
 /*
  * A busy API accepts new connections slowly (one per turn of its event loop), so it keeps idle client
  * connections open for HTTP_KEEP_ALIVE_TIMEOUT_MS (65 s by default) instead of Node's 5 s.
@@ -46,15 +59,7 @@ describe('idle client connections (HTTP_KEEP_ALIVE_TIMEOUT_MS)', () => {
   afterAll(() => service.stop());
 
   test('when a client comes back within the keep-alive time, then its connection still answers', async () => {
-    const connection = await openConnection(service.baseUrl);
-    try {
-      expect(await connection.get()).toBe('HTTP/1.1 200 OK');
-      await sleep(700);
-      expect(connection.socket.destroyed).toBe(false);
-      expect(await connection.get()).toBe('HTTP/1.1 200 OK');
-    } finally {
-      connection.socket.destroy();
-    }
+    await expectConnectionReusedAfter(service.baseUrl, 700);
   });
 
   test('when a connection stays idle past the keep-alive time, then the API closes it', async () => {
@@ -70,14 +75,9 @@ describe('idle client connections (HTTP_KEEP_ALIVE_TIMEOUT_MS)', () => {
 
   test('when the setting is absent, then an idle connection outlives Node\'s own 5 s', async () => {
     const defaults = await startTestService({ workers: false });
-    const connection = await openConnection(defaults.baseUrl);
     try {
-      expect(await connection.get()).toBe('HTTP/1.1 200 OK');
-      await sleep(5_500);
-      expect(connection.socket.destroyed).toBe(false);
-      expect(await connection.get()).toBe('HTTP/1.1 200 OK');
+      await expectConnectionReusedAfter(defaults.baseUrl, 5_500);
     } finally {
-      connection.socket.destroy();
       await defaults.stop();
     }
   }, 15_000);

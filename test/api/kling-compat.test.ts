@@ -2,6 +2,7 @@ import supertest, { type Response } from 'supertest';
 import { createApp } from '../../src/api/app';
 import type { TenantRepository } from '../../src/db/tenant-repository';
 import { IMAGE_A, IMAGE_B, uniqueExternalId, validImageTask, validVideoTask } from '../helpers/factories';
+import { waitUntil } from '../helpers/fault-utils';
 import { startTestService, type TestService } from '../helpers/test-service';
 
 /**
@@ -183,10 +184,7 @@ describe('Kling-compatible surface, end to end (workers and fake Kling)', () => 
   test('when Kling rejects the element, then the task reads as "failed" with the reason in task_status_msg and code 0', async () => {
     // Earlier tests' tasks may still be on their way to Kling: the scripted answer is for the next create
     // Kling receives, so let those arrive first.
-    for (let waited = 0; (await service.runtime.db.task.count({ where: { status: 'queued' } })) > 0; waited += 25) {
-      if (waited > 10_000) throw new Error('earlier tasks were never sent to Kling');
-      await new Promise((resolve) => setTimeout(resolve, 25));
-    }
+    await waitUntil(async () => (await service.runtime.db.task.count({ where: { status: 'queued' } })) === 0, 'earlier tasks to reach Kling', { timeoutMs: 10_000 });
     service.fake!.scriptCreate({ status: 400, body: { code: 1201, message: 'Image pixel is invalid', request_id: 'fake' } });
     const created = await post(JSON.stringify(validImageTask()));
     expectKlingSuccess(created);
