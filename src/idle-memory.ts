@@ -20,8 +20,10 @@ export interface IdleMemoryOptions {
   idleMs: number;
   /** How often event-loop utilization is sampled. */
   sampleMs?: number;
-  /** Event-loop utilization of a sample that counts as busy (default 0.1); a sample under 0.02 counts as idle. */
+  /** Event-loop utilization of a sample that counts as busy (default 0.1). */
   busyUtilization?: number;
+  /** Event-loop utilization under which a sample counts as idle (default 0.02). */
+  idleUtilization?: number;
   logger?: Logger;
   /** Told about each release (tests, metrics). */
   onRelease?: (release: MemoryRelease) => void;
@@ -49,6 +51,7 @@ export function releaseMemoryWhenIdle(options: IdleMemoryOptions): { stop: () =>
   const collect = fullCollection();
   const sampleMs = options.sampleMs ?? 1_000;
   const busyUtilization = options.busyUtilization ?? BUSY_UTILIZATION;
+  const idleUtilization = options.idleUtilization ?? IDLE_UTILIZATION;
   let previous = performance.eventLoopUtilization();
   let busySpell = false;
   let quietSince: number | undefined;
@@ -66,7 +69,7 @@ export function releaseMemoryWhenIdle(options: IdleMemoryOptions): { stop: () =>
       quietSince = undefined;
       return;
     }
-    if (!busySpell || utilization >= IDLE_UTILIZATION) {
+    if (!busySpell || utilization >= idleUtilization) {
       quietSince = undefined;
       return;
     }
