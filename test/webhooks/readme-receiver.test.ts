@@ -3,6 +3,7 @@ import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { startTestService, type TestService } from '../helpers/test-service';
 import { validImageTask } from '../helpers/factories';
+import { freePort } from '../helpers/fault-utils';
 
 /** The README's receiver snippet, run as written (only its port changed), receiving real deliveries. */
 
@@ -32,7 +33,8 @@ describe("the README's webhook receiver", () => {
   test('when the service notifies it, then the snippet verifies every delivery and logs the task reaching succeed', async () => {
     const tenant = await service.createTenant();
     const secret = (await service.runtime.db.tenant.findUniqueOrThrow({ where: { name: tenant.tenant } })).webhookSecret;
-    const port = 40_000 + (process.pid % 20_000);
+    // A port the OS just found free (one derived from the pid fell in the ephemeral range and was once taken).
+    const port = await freePort();
     writeFileSync(script, readmeReceiverSnippet().replace('.listen(4000', `.listen(${port}`));
     let output = '';
     receiver = spawn(process.execPath, [script], { env: { ...process.env, WEBHOOK_SECRET: secret }, cwd: ROOT });
