@@ -33,6 +33,17 @@ export interface LoadResult {
   errorExamples: string[];
   /** The Location header of each 2xx answer (fixedCount only). */
   locations?: string[];
+  /** fixedRate only: latency by the second each request was due, to tell a steady tail from a spell. */
+  perSecond?: SecondSummary[];
+}
+
+/** Latencies of the requests due within one second of a fixed-rate run. */
+export interface SecondSummary {
+  second: number;
+  count: number;
+  p50_ms: number;
+  p99_ms: number;
+  max_ms: number;
 }
 
 export interface LatencySummary {
@@ -90,6 +101,8 @@ class Recorder {
   errors = 0;
   statuses: Record<string, number> = {};
   samples: number[] = [];
+  /** Per sample, the second of the run it was due in (fixedRate only). */
+  dueSeconds: number[] | undefined;
   errorExamples: string[] = [];
   locations: string[] | undefined;
 
@@ -117,7 +130,19 @@ class Recorder {
     if (this.errorExamples.length < 5) this.errorExamples.push(error.message);
   }
 
+  /** The latencies grouped by the second their requests were due in. */
+  perSecond(): SecondSummary[] | undefined {
+    if (!this.dueSeconds) return undefined;
+    const bySecond: number[][] = [];
+    this.dueSeconds.forEach((second, i) => (bySecond[second] ??= []).push(this.samples[i]!));
+    return Array.from(bySecond, (samples, second) => {
+      const { count, p50_ms, p99_ms, max_ms } = summarize(samples ?? []);
+      return { second, count, p50_ms, p99_ms, max_ms };
+    });
+  }
+
   result(elapsedS: number): LoadResult {
+    const perSecond = this.perSecond();
     return {
       requests: this.requests,
       errors: this.errors,
@@ -128,6 +153,7 @@ class Recorder {
       samples: this.samples,
       errorExamples: this.errorExamples,
       ...(this.locations ? { locations: this.locations } : {}),
+      ...(perSecond ? { perSecond } : {}),
     };
   }
 }
@@ -169,14 +195,22 @@ function progressTimer(recorder: Recorder, started: number, control: RunControl)
   return setInterval(() => control.onProgress!(recorder.requests, (performance.now() - started) / 1000), 250);
 }
 
-/** Sends one request and records its answer (or failure) with the latency since `from`; false when it failed. */
-function sendAndRecord(send: () => Promise<{ status: number; location: string | undefined }>, recorder: Recorder, from: number): Promise<boolean> {
+/**
+ * Sends one request and records its answer (or failure) with the latency since `from`; false when it
+ * failed. `dueSecond`, for fixed-rate runs, is recorded beside the latency.
+ */
+function sendAndRecord(send: () => Promise<{ status: number; location: string | undefined }>, recorder: Recorder, from: number, dueSecond?: number): Promise<boolean> {
+  const record = () => {
+    if (dueSecond !== undefined) recorder.dueSeconds?.push(dueSecond);
+  };
   return send().then(
     ({ status, location }) => {
+      record();
       recorder.ok(status, performance.now() - from, location);
       return true;
     },
     (error: Error) => {
+      record();
       recorder.failed(error, performance.now() - from);
       return false;
     },
@@ -238,6 +272,7 @@ export async function fixedRate(
   opts: { connections: number; rate: number; durationS: number; keepLocations?: boolean } & RunControl,
 ): Promise<LoadResult> {
   const recorder = new Recorder(opts.keepLocations);
+  recorder.dueSeconds = [];
   const run = startRun(target, opts.connections, recorder, opts);
   const { started } = run;
   const total = Math.max(1, Math.round(opts.rate * opts.durationS));
@@ -250,7 +285,7 @@ export async function fixedRate(
       while (next < total && started + next * intervalMs <= now) {
         const due = started + next * intervalMs;
         next++;
-        const p = sendAndRecord(run.send, recorder, due);
+        const p = sendAndRecord(run.send, recorder, due, Math.floor((due - started) / 1000));
         inFlight.add(p);
         void p.finally(() => inFlight.delete(p));
       }

@@ -13,7 +13,7 @@ import { migrate } from '../src/db/migrate';
 import { createDb } from '../src/db/prisma';
 import { createTenantRepository } from '../src/db/tenant-repository';
 import { bullPrefix, SUBMIT_QUEUE } from '../src/queue/queues';
-import { closedLoop, fixedCount, fixedRate, mergeResults, summarize, type LoadResult, type LoadTarget } from './load';
+import { closedLoop, fixedCount, fixedRate, mergeResults, summarize, type LoadResult, type LoadTarget, type SecondSummary } from './load';
 import { parseOptions, ROOT, type BenchOptions } from './options';
 import { cpuSeconds, FakeKlingChild, freePort, rssMb, ServiceChild, sleep } from './processes';
 import { fmt, Progress, table } from './report';
@@ -107,6 +107,8 @@ interface RateFigures {
   requests: number;
   errors: number;
   latency: ReturnType<typeof summarize>;
+  /** By the second requests were due: is the tail a steady property or one spell (e.g. after a lull)? */
+  per_second: SecondSummary[];
 }
 
 const round2 = (value: number): number => Number(value.toFixed(2));
@@ -357,7 +359,7 @@ async function main(): Promise<void> {
           onProgress: (done, elapsed) => progress.update(`${label} at ${fmt(rate, 0)}/s: ${done} requests, ${fmt(elapsed, 1)}/${options.halfDurationS} s`),
         });
         progress.log(`half-peak ${label.padEnd(5)} ${fmt(outcome.rps, 0)} req/s (target ${fmt(rate, 0)})  p50 ${fmt(outcome.latency.p50_ms, 2)} ms  p99 ${fmt(outcome.latency.p99_ms, 2)} ms  errors ${outcome.errors}`);
-        return { target_rps: round2(rate), rps: round2(outcome.rps), requests: outcome.requests, errors: outcome.errors, latency: outcome.latency };
+        return { target_rps: round2(rate), rps: round2(outcome.rps), requests: outcome.requests, errors: outcome.errors, latency: outcome.latency, per_second: outcome.perSecond ?? [] };
       };
       const halfOurs = await half('ours', ours, oursFigures.rps);
       const halfFloor = await half('floor', floorTarget, floorFigures.rps);
