@@ -45,6 +45,11 @@ export interface FakeKlingStats {
   visibleMs: number[];
   /** Callback sent → its answer read, ms (the first part of visibleMs). */
   callbackAnsweredMs: number[];
+  /**
+   * The same for the callbacks that had to open a new connection to the API (no idle kept-alive one was
+   * free): they wait for the API to accept it, which a busy Node process does once per event-loop turn.
+   */
+  callbackAnsweredOnNewConnectionMs: number[];
   /** Visibility checks that never saw the status within VISIBLE_TIMEOUT_MS, or failed. */
   visibleFailures: number;
   pendingCallbacks: number;
@@ -58,6 +63,13 @@ export interface FakeKlingStats {
 }
 
 export type FakeKlingMessage = { type: 'ready'; url: string } | { type: 'stats'; stats: FakeKlingStats } | { type: 'stopped' };
+
+interface HttpAnswer {
+  status: number;
+  body: string;
+  /** Sent on a kept-alive connection (false: a new connection was opened for it). */
+  reusedConnection: boolean;
+}
 
 const ELEMENTS_PATH = '/v1/general/advanced-custom-elements';
 const RANK: Record<string, number> = { queued: 0, submitted: 1, processing: 2, succeed: 3, failed: 3, canceled: 3 };
@@ -77,7 +89,7 @@ class BenchFakeKling {
   stats: FakeKlingStats = BenchFakeKling.emptyStats();
 
   static emptyStats(): FakeKlingStats {
-    return { creates: 0, duplicateCreates: 0, gets: 0, callbacksSent: 0, callbackErrors: 0, callbackErrorExamples: [], visibleMs: [], callbackAnsweredMs: [], visibleFailures: 0, pendingCallbacks: 0, keepAliveRetries: 0 };
+    return { creates: 0, duplicateCreates: 0, gets: 0, callbacksSent: 0, callbackErrors: 0, callbackErrorExamples: [], visibleMs: [], callbackAnsweredMs: [], callbackAnsweredOnNewConnectionMs: [], visibleFailures: 0, pendingCallbacks: 0, keepAliveRetries: 0 };
   }
 
   async start(): Promise<string> {
@@ -185,7 +197,10 @@ class BenchFakeKling {
     try {
       const answer = await this.http('POST', task.callbackUrl!, JSON.stringify(this.view(task)));
       if (answer.status < 200 || answer.status > 299) throw new Error(`callback answered HTTP ${answer.status}: ${answer.body.slice(0, 200)}`);
-      if (this.measure) this.stats.callbackAnsweredMs.push(performance.now() - started);
+      if (this.measure) {
+        this.stats.callbackAnsweredMs.push(performance.now() - started);
+        if (!answer.reusedConnection) this.stats.callbackAnsweredOnNewConnectionMs.push(performance.now() - started);
+      }
     } catch (error) {
       this.stats.callbackErrors++;
       if (this.stats.callbackErrorExamples.length < 5) this.stats.callbackErrorExamples.push((error as Error).message);
@@ -219,7 +234,7 @@ class BenchFakeKling {
    * One request; sent again when a kept-alive socket turns out to have been closed by the server just as
    * it was reused (the request never reached the server: Node's documented keep-alive race).
    */
-  private async http(method: string, url: string, body?: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
+  private async http(method: string, url: string, body?: string, headers: Record<string, string> = {}): Promise<HttpAnswer> {
     for (let retry = 0; ; retry++) {
       try {
         return await this.httpOnce(method, url, body, headers);
@@ -231,7 +246,7 @@ class BenchFakeKling {
     }
   }
 
-  private httpOnce(method: string, url: string, body?: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
+  private httpOnce(method: string, url: string, body?: string, headers: Record<string, string> = {}): Promise<HttpAnswer> {
     return new Promise((resolve, reject) => {
       const req = request(
         url,
@@ -240,7 +255,7 @@ class BenchFakeKling {
           let text = '';
           res.setEncoding('utf8');
           res.on('data', (chunk: string) => (text += chunk));
-          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text, reusedConnection: req.reusedSocket }));
           res.on('error', reject);
         },
       );

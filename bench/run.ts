@@ -527,6 +527,7 @@ async function main(): Promise<void> {
         callback_error_examples: fakeStats.callbackErrorExamples,
         callback_to_visible: { ...visible, failures: fakeStats.visibleFailures },
         callback_sent_to_answered: summarize(fakeStats.callbackAnsweredMs),
+        callback_sent_to_answered_on_new_connection: summarize(fakeStats.callbackAnsweredOnNewConnectionMs),
         fake_kling_event_loop_delay_ms: fakeStats.eventLoopDelayMs ?? null,
         api_event_loop_delay_ms: apiLoopDelay,
         callback_received_to_answered_by_api: answered,
@@ -634,6 +635,10 @@ function printTables(result: Json): void {
               : 'n/a (needs LOG_LEVEL info)',
           ],
           ['  callback sent → its answer read (fake Kling)', `${fmt(burst.callback_sent_to_answered.p50_ms, 2)} / ${fmt(burst.callback_sent_to_answered.p99_ms, 2)} / ${fmt(burst.callback_sent_to_answered.max_ms, 2)} ms`],
+          [
+            '    of those, on a new connection',
+            `${burst.callback_sent_to_answered_on_new_connection.count} callbacks: ${fmt(burst.callback_sent_to_answered_on_new_connection.p50_ms, 2)} / ${fmt(burst.callback_sent_to_answered_on_new_connection.p99_ms, 2)} / ${fmt(burst.callback_sent_to_answered_on_new_connection.max_ms, 2)} ms`,
+          ],
           ['  the API\'s event-loop delay p99 / max', `${fmt(burst.api_event_loop_delay_ms.p99, 2)} / ${fmt(burst.api_event_loop_delay_ms.max, 2)} ms`],
           [
             '  the fake Kling\'s own event-loop delay p50 / p99 / max',
