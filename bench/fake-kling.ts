@@ -198,8 +198,9 @@ class BenchFakeKling {
       const answer = await this.http('POST', task.callbackUrl!, JSON.stringify(this.view(task)));
       if (answer.status < 200 || answer.status > 299) throw new Error(`callback answered HTTP ${answer.status}: ${answer.body.slice(0, 200)}`);
       if (this.measure) {
-        this.stats.callbackAnsweredMs.push(performance.now() - started);
-        if (!answer.reusedConnection) this.stats.callbackAnsweredOnNewConnectionMs.push(performance.now() - started);
+        const answeredMs = performance.now() - started;
+        this.stats.callbackAnsweredMs.push(answeredMs);
+        if (!answer.reusedConnection) this.stats.callbackAnsweredOnNewConnectionMs.push(answeredMs);
       }
     } catch (error) {
       this.stats.callbackErrors++;

@@ -93,4 +93,12 @@ test('when the bench runs in quick mode, then it prints the tables and writes a 
   expect(result.submit.ours.requests).toBeGreaterThan(0);
   expect(result.submit.floor.requests).toBeGreaterThan(0);
   expect(result.memory.api.before_mb).toBeGreaterThan(0);
+  // Every half-peak request is counted in exactly one second of its run.
+  for (const which of ['ours', 'floor'] as const) {
+    const seconds = result.submit.half_peak[which].per_second as { count: number }[];
+    expect(seconds.length).toBeGreaterThan(0);
+    expect(seconds.reduce((n, second) => n + second.count, 0)).toBe(result.submit.half_peak[which].requests);
+  }
+  // Callbacks on new connections are a subset of all callbacks answered.
+  expect(result.burst.callback_sent_to_answered_on_new_connection.count).toBeLessThanOrEqual(result.burst.callback_sent_to_answered.count);
 });

@@ -1,45 +1,61 @@
-import { fullCollection, releaseMemoryWhenIdle, type MemoryRelease } from '../../src/idle-memory';
+import { execFile } from 'node:child_process';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import type { MemoryRelease } from '../../src/idle-memory';
+import { assertBuilt } from '../helpers/service-processes';
 
-/** Keeps the event loop busy (synchronously) for `ms`. */
-function busyFor(ms: number): void {
-  const until = Date.now() + ms;
-  while (Date.now() < until) Math.sqrt(Math.random());
-}
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** Waits until `releases` has `count` entries (or gives up after `ms`). */
-async function releasesReach(releases: MemoryRelease[], count: number, ms = 5_000): Promise<void> {
-  const until = Date.now() + ms;
-  while (releases.length < count && Date.now() < until) await sleep(10);
-}
+const BUILT_MODULE = path.join(__dirname, '..', '..', 'dist', 'src', 'idle-memory.js');
 
 /**
- * Short samples; only a sample at least half busy counts as busy, and one under a fifth busy as quiet: a
- * jest worker also runs other test files' leftovers (and collects their garbage), and only this file's
- * deliberate busy spells and pauses may decide.
+ * Each scenario runs in a fresh node process with the built module. In a jest worker it could not: the
+ * worker carries earlier test files' heap (CI saw 350 MB) and leftovers, whose collections and timers
+ * make samples busy that the scenario meant to be quiet, and the module rightly counts them.
+ * Short samples; only a sample at least half busy counts as busy, and one under a fifth busy as quiet.
  */
+const PRELUDE = `
+const { releaseMemoryWhenIdle } = require(process.argv[1]);
 const FAST = { sampleMs: 50, busyUtilization: 0.5, idleUtilization: 0.2 };
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+// Keeps the event loop busy (synchronously) for ms.
+const busyFor = (ms) => { const until = Date.now() + ms; while (Date.now() < until) Math.sqrt(Math.random()); };
+const releases = [];
+const counts = {};
+// Waits until releases has count entries (or gives up after ms).
+const releasesReach = async (count, ms = 5000) => { const until = Date.now() + ms; while (releases.length < count && Date.now() < until) await sleep(10); };
+`;
+
+interface ScenarioResult {
+  releases: MemoryRelease[];
+  /** Number of releases at the moments the scenario named. */
+  counts: Record<string, number>;
+}
+
+async function runScenario(body: string): Promise<ScenarioResult> {
+  const script = `${PRELUDE}
+(async () => {
+  ${body}
+  process.stdout.write(JSON.stringify({ releases, counts }));
+  process.exit(0);
+})().catch((error) => { console.error(error); process.exit(1); });`;
+  const { stdout } = await promisify(execFile)(process.execPath, ['-e', script, BUILT_MODULE], { timeout: 20_000 });
+  return JSON.parse(stdout) as ScenarioResult;
+}
 
 describe('releaseMemoryWhenIdle', () => {
-  let stop: (() => void) | undefined;
-  // A clean heap first: a jest worker carries earlier test files' garbage, and a long collection of it
-  // in the middle of a test would look like a busy spell.
-  beforeEach(() => fullCollection()());
-  afterEach(() => stop?.());
+  beforeAll(() => assertBuilt());
 
   test('when a busy spell is followed by quiet, then one full collection runs and frees what the spell left', async () => {
-    const releases: MemoryRelease[] = [];
-    ({ stop } = releaseMemoryWhenIdle({ ...FAST, idleMs: 100, onRelease: (release) => releases.push(release) }));
-    // Garbage from the "burst": large arrays live in V8's large-object space, which only a full collection frees.
-    let burst: number[][] | undefined = Array.from({ length: 8 }, () => new Array<number>(1_000_000).fill(1.5));
-    await sleep(30);
-    busyFor(100);
-    burst = undefined;
-    expect(burst).toBeUndefined();
-
-    await releasesReach(releases, 1);
-    await sleep(300);
+    const { releases } = await runScenario(`
+      const { stop } = releaseMemoryWhenIdle({ ...FAST, idleMs: 100, onRelease: (release) => releases.push(release) });
+      // Garbage from the "burst": large arrays live in V8's large-object space, which only a full collection frees.
+      let burst = Array.from({ length: 8 }, () => new Array(1_000_000).fill(1.5));
+      await sleep(30);
+      busyFor(100);
+      burst = undefined;
+      await releasesReach(1);
+      await sleep(300);
+      stop();
+    `);
 
     expect(releases).toHaveLength(1);
     const [release] = releases;
@@ -48,19 +64,20 @@ describe('releaseMemoryWhenIdle', () => {
   });
 
   test('when the process stays quiet, then nothing runs until the next busy spell, and then once more', async () => {
-    const releases: MemoryRelease[] = [];
-    ({ stop } = releaseMemoryWhenIdle({ ...FAST, idleMs: 60, onRelease: (release) => releases.push(release) }));
+    const { releases, counts } = await runScenario(`
+      const { stop } = releaseMemoryWhenIdle({ ...FAST, idleMs: 60, onRelease: (release) => releases.push(release) });
+      await sleep(250);
+      counts.quietFromTheStart = releases.length;
+      busyFor(100);
+      await releasesReach(1);
+      await sleep(250);
+      counts.afterFirstSpell = releases.length;
+      busyFor(100);
+      await releasesReach(2);
+      stop();
+    `);
 
-    await sleep(250);
-    expect(releases).toHaveLength(0);
-
-    busyFor(100);
-    await releasesReach(releases, 1);
-    await sleep(250);
-    expect(releases).toHaveLength(1);
-
-    busyFor(100);
-    await releasesReach(releases, 2);
+    expect(counts).toEqual({ quietFromTheStart: 0, afterFirstSpell: 1 });
     expect(releases).toHaveLength(2);
   });
 });
