@@ -13,7 +13,7 @@ const IDLE_CONNECTION_MS = 5 * 60_000;
  * adapter is given our own pg pool, so the hot paths (see task-repository) can send prepared SQL
  * straight to the same connections: `sqlPool(db)`. `$disconnect()` ends the pool.
  */
-export function createDb(databaseUrl: string, poolSize = 10): Db {
+export function createDb(databaseUrl: string, poolSize: number): Db {
   // Idle connections are kept for minutes, not pg's default 10 s: after a short lull the next burst would
   // otherwise open every connection again and prepare every statement again on each (see sql.ts).
   const pool = new Pool({ connectionString: databaseUrl, max: poolSize, idleTimeoutMillis: IDLE_CONNECTION_MS });
