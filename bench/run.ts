@@ -601,6 +601,9 @@ function evaluateTargets(result: Json): Json {
   return targets;
 }
 
+/** A latency summary as "p50 / p99 / max ms". */
+const p50p99max = (summary: Json): string => `${fmt(summary.p50_ms, 2)} / ${fmt(summary.p99_ms, 2)} / ${fmt(summary.max_ms, 2)} ms`;
+
 function printTables(result: Json): void {
   const submit = result.submit as Json | undefined;
   if (submit) {
@@ -627,18 +630,15 @@ function printTables(result: Json): void {
           ['all succeed after', burst.complete ? `${fmt(burst.all_succeeded_s, 2)} s` : `INCOMPLETE (${burst.succeeded} succeed)`],
           ['end-to-end tasks/s', fmt(burst.e2e_tasks_per_s, 0)],
           ['worker tasks/s (submitted upstream)', fmt(burst.worker_tasks_per_s, 0)],
-          ['callback → visible p50 / p99 / max', `${fmt(v.p50_ms, 2)} / ${fmt(v.p99_ms, 2)} / ${fmt(v.max_ms, 2)} ms (${v.count} callbacks)`],
+          ['callback → visible p50 / p99 / max', `${p50p99max(v)} (${v.count} callbacks)`],
           [
             '  of which the API: received → answered',
             burst.callback_received_to_answered_by_api.count
-              ? `${fmt(burst.callback_received_to_answered_by_api.p50_ms, 2)} / ${fmt(burst.callback_received_to_answered_by_api.p99_ms, 2)} / ${fmt(burst.callback_received_to_answered_by_api.max_ms, 2)} ms (its request log)`
+              ? `${p50p99max(burst.callback_received_to_answered_by_api)} (its request log)`
               : 'n/a (needs LOG_LEVEL info)',
           ],
-          ['  callback sent → its answer read (fake Kling)', `${fmt(burst.callback_sent_to_answered.p50_ms, 2)} / ${fmt(burst.callback_sent_to_answered.p99_ms, 2)} / ${fmt(burst.callback_sent_to_answered.max_ms, 2)} ms`],
-          [
-            '    of those, on a new connection',
-            `${burst.callback_sent_to_answered_on_new_connection.count} callbacks: ${fmt(burst.callback_sent_to_answered_on_new_connection.p50_ms, 2)} / ${fmt(burst.callback_sent_to_answered_on_new_connection.p99_ms, 2)} / ${fmt(burst.callback_sent_to_answered_on_new_connection.max_ms, 2)} ms`,
-          ],
+          ['  callback sent → its answer read (fake Kling)', p50p99max(burst.callback_sent_to_answered)],
+          ['    of those, on a new connection', `${burst.callback_sent_to_answered_on_new_connection.count} callbacks: ${p50p99max(burst.callback_sent_to_answered_on_new_connection)}`],
           ['  the API\'s event-loop delay p99 / max', `${fmt(burst.api_event_loop_delay_ms.p99, 2)} / ${fmt(burst.api_event_loop_delay_ms.max, 2)} ms`],
           [
             '  the fake Kling\'s own event-loop delay p50 / p99 / max',
