@@ -165,6 +165,11 @@ export interface TaskChanges {
   result?: unknown;
   error?: { code: string; message: string } | null;
   submittedAt?: Date;
+  /**
+   * submitted_at unless it is already set, decided by the row as the UPDATE finds it (for a change made
+   * without reading the task first). transition() only: its SQL statement writes it.
+   */
+  firstSubmittedAt?: Date;
   completedAt?: Date;
   lastUpstreamAt?: Date;
   submitInFlight?: boolean;
@@ -176,6 +181,7 @@ export interface TaskChanges {
 const BOOKKEEPING_FIELDS: readonly (keyof TaskChanges)[] = ['lastUpstreamAt', 'submitInFlight'];
 
 function changesToData(changes: TaskChanges): Prisma.TaskUpdateManyMutationInput {
+  if (changes.firstSubmittedAt) throw new Error('firstSubmittedAt is written only by the SQL statement of transition()');
   const visible = (Object.keys(changes) as (keyof TaskChanges)[]).some((key) => changes[key] !== undefined && !BOOKKEEPING_FIELDS.includes(key));
   const data: Prisma.TaskUpdateManyMutationInput = visible ? { updatedAt: new Date() } : {};
   if (changes.statusMessage !== undefined) data.statusMessage = changes.statusMessage;
@@ -262,7 +268,9 @@ export function createTaskRepository(db: Db, options: TaskRepositoryOptions = {}
    */
   const transitionStatement = (id: string, next: TaskStatus, changes: TaskChanges, event: NewTaskEvent, where: Prisma.TaskWhereInput, fast: boolean) => {
     const params = new Params();
-    const sets = setClause({ ...changesToData(changes), status: next, updatedAt: new Date() }, params);
+    const { firstSubmittedAt, ...plainChanges } = changes;
+    let sets = setClause({ ...changesToData(plainChanges), status: next, updatedAt: new Date() }, params);
+    if (sets !== undefined && firstSubmittedAt) sets += `, submitted_at = COALESCE(submitted_at, ${params.param(firstSubmittedAt)})`;
     const { id: _id, status: _status, ...extra } = where;
     const allowed = allowedPredecessors(next, where);
     const conditions = whereClause(extra, params);

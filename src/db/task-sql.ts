@@ -98,14 +98,33 @@ export function setClause(data: Prisma.TaskUpdateManyMutationInput, params: Para
   return sets.join(', ');
 }
 
-/** `AND col = $n …` for equality on plain fields (null → IS NULL); undefined for anything richer (use Prisma then). */
+/**
+ * `AND col = $n …` for equality on plain fields (null → IS NULL) and `OR` of such equalities; undefined
+ * for anything richer (use Prisma then).
+ */
 export function whereClause(where: Prisma.TaskWhereInput, params: Params): string | undefined {
-  let sql = '';
+  return conditionsOf(where, params)?.map((condition) => ` AND ${condition}`).join('');
+}
+
+function conditionsOf(where: Prisma.TaskWhereInput, params: Params): string[] | undefined {
+  const conditions: string[] = [];
   for (const [field, value] of Object.entries(where)) {
     if (value === undefined) continue;
+    if (field === 'OR') {
+      // Prisma reads an empty OR as "no row": left to Prisma.
+      if (!Array.isArray(value) || value.length === 0) return undefined;
+      const branches: string[] = [];
+      for (const branch of value as Prisma.TaskWhereInput[]) {
+        const all = conditionsOf(branch, params);
+        if (all === undefined) return undefined;
+        branches.push(all.length > 0 ? all.join(' AND ') : 'true');
+      }
+      conditions.push(`(${branches.join(' OR ')})`);
+      continue;
+    }
     const column = COLUMNS[field as keyof TaskRow];
     if (!column || field === 'result' || !isScalar(value)) return undefined;
-    sql += value === null ? ` AND ${column} IS NULL` : ` AND ${column} = ${params.param(value)}`;
+    conditions.push(value === null ? `${column} IS NULL` : `${column} = ${params.param(value)}`);
   }
-  return sql;
+  return conditions;
 }

@@ -1,6 +1,7 @@
-import type { TaskRecord, TaskRepository } from '../db/task-repository';
+import type { TaskChanges, TaskRecord, TaskRepository } from '../db/task-repository';
 import type { Enqueuer } from '../queue/enqueue';
 import type { KlingTask } from '../upstream/kling-wire';
+import { upstreamExternalId } from './submission-round';
 import { isTerminal, type TaskStatus } from './task-status';
 
 export type UpdateSource = 'callback' | 'poll' | 'submit';
@@ -18,6 +19,24 @@ export interface ApplyUpdateDeps {
 }
 
 const hasElements = (snapshot: KlingTask): boolean => (snapshot.task_result?.elements?.length ?? 0) > 0;
+
+/** What Kling's report writes to the task whatever the task was (the rest depends on the row). */
+function reportedChanges(snapshot: KlingTask, now: Date): TaskChanges {
+  return {
+    lastUpstreamAt: now,
+    statusMessage: snapshot.task_status_msg || null,
+    ...(snapshot.task_status === 'succeed' ? { result: snapshot.task_result ?? null, completedAt: now } : {}),
+    ...(snapshot.task_status === 'failed'
+      ? {
+          completedAt: now,
+          error: { code: 'UPSTREAM_TASK_FAILED', message: snapshot.task_status_msg || 'Kling reported the task as failed' },
+        }
+      : // A retried submit leaves its last error on the queued task; once Kling has the task it no longer applies
+        // (the events keep it).
+        { error: null }),
+    submitInFlight: false,
+  };
+}
 
 /**
  * The single path by which Kling's news (submit answer, callback, poll) changes a task. Monotonic and
@@ -42,21 +61,10 @@ export async function applyUpstreamUpdate(
     return { outcome: 'fetching_result', task };
   }
 
-  const changes = {
+  const changes: TaskChanges = {
     upstreamTaskId: task.upstreamTaskId ?? snapshot.task_id,
-    lastUpstreamAt: now,
-    statusMessage: snapshot.task_status_msg || null,
-    ...(next === 'succeed' ? { result: snapshot.task_result ?? null, completedAt: now } : {}),
-    ...(next === 'failed'
-      ? {
-          completedAt: now,
-          error: { code: 'UPSTREAM_TASK_FAILED', message: snapshot.task_status_msg || 'Kling reported the task as failed' },
-        }
-      : // A retried submit leaves its last error on the queued task; once Kling has the task it no longer applies
-        // (the events keep it).
-        { error: null }),
+    ...reportedChanges(snapshot, now),
     ...(task.submittedAt ? {} : { submittedAt: now }),
-    submitInFlight: false,
   };
   const eventType = source === 'submit' ? 'submitted' : source;
   // Only while the task is still in the round this report is about: a retry started meanwhile (see
@@ -74,4 +82,28 @@ export async function applyUpstreamUpdate(
     detail: { ...detail, applied: false, reason: isTerminal(current.status) ? 'task already finished' : 'duplicate or out of order' },
   });
   return { outcome: 'ignored', task: current };
+}
+
+/**
+ * A callback applied in one statement, without reading the task first: what the full path checks on the
+ * task it reads (otherRoundReason: the round, this round's external_task_id, the upstream task id; then
+ * the forward-only status rule) are conditions of the UPDATE instead, and what it derives from the row
+ * (the upstream id when unset, submitted_at when unset) is derived in SQL. Returns the updated task, or
+ * null when nothing was applied (duplicate, stale, another round, no such task) or the callback needs the
+ * full path (a success without its element): the caller then takes the full path, which reads the task
+ * and records why. Why: under load every round trip waits for Postgres and for a turn of a busy event
+ * loop, and the read doubled a callback's answer time.
+ */
+export async function applyCallbackWithoutReading(deps: ApplyUpdateDeps, taskId: string, round: number, snapshot: KlingTask): Promise<TaskRecord | null> {
+  if (snapshot.task_status === 'succeed' && !hasElements(snapshot)) return null;
+  const external = snapshot.task_info?.external_task_id;
+  if (external && external !== upstreamExternalId({ id: taskId, resubmissions: round })) return null;
+  const now = new Date();
+  return deps.tasks.transition(
+    taskId,
+    snapshot.task_status,
+    { upstreamTaskId: snapshot.task_id, ...reportedChanges(snapshot, now), firstSubmittedAt: now },
+    { type: 'callback', detail: { upstream_status: snapshot.task_status, upstream_task_id: snapshot.task_id, applied: true } },
+    { resubmissions: round, OR: [{ upstreamTaskId: null }, { upstreamTaskId: snapshot.task_id }] },
+  );
 }

@@ -298,6 +298,79 @@ describe('Kling callbacks: out of order', () => {
   });
 });
 
+describe('Kling callbacks: which task and which round they are about', () => {
+  let service: TestService;
+  let auth: string;
+
+  beforeAll(async () => {
+    ({ service, auth } = await startService({ callbacks: 'none' }));
+  });
+  afterAll(() => service.stop());
+
+  test('when a callback names another upstream task than the one Kling gave us, then it is acknowledged, not applied, and the reason is recorded', async () => {
+    const { taskId, upstream } = await submitTask(service, auth, (s) => s === 'submitted');
+    const before = (await service.runtime.tasks.findById(taskId))!;
+
+    const response = await postJson(upstream.callbackUrl!, { ...succeedBody(upstream), task_id: `${upstream.task_id}9` });
+
+    expect(response.status).toBe(200);
+    expect(await response.json()).toEqual({ received: true, applied: false });
+    expect(await service.runtime.tasks.findById(taskId)).toEqual(before);
+    expect(callbackEvents(await eventsOf(service, auth, taskId)).at(-1)).toMatchObject({
+      status: 'submitted',
+      detail: { applied: false, reason: 'callback names another upstream task' },
+    });
+  });
+
+  test("when a callback carries another task's external_task_id, then it is acknowledged, not applied, and the reason is recorded", async () => {
+    const { taskId, upstream } = await submitTask(service, auth, (s) => s === 'submitted');
+    const before = (await service.runtime.tasks.findById(taskId))!;
+
+    const response = await postJson(upstream.callbackUrl!, { ...succeedBody(upstream), task_info: { external_task_id: `${taskId}_r1` } });
+
+    expect(response.status).toBe(200);
+    expect(await response.json()).toEqual({ received: true, applied: false });
+    expect(await service.runtime.tasks.findById(taskId)).toEqual(before);
+    expect(callbackEvents(await eventsOf(service, auth, taskId)).at(-1)).toMatchObject({
+      detail: { applied: false, reason: `report about external_task_id ${taskId}_r1, not this round's ${taskId}` },
+    });
+  });
+});
+
+describe('Kling callbacks: ahead of the answer to our submit', () => {
+  let service: TestService;
+  let auth: string;
+
+  beforeAll(async () => {
+    // Kling holds its answer to the create; the task exists upstream (and may call back) meanwhile.
+    ({ service, auth } = await startService({ callbacks: 'none', createDelayMs: 1_500 }));
+  });
+  afterAll(() => service.stop());
+
+  test('when processing is called back before the submit is answered, then it is applied with the upstream id and submit time, which neither the late answer nor later callbacks change', async () => {
+    const created = await service.http.post('/v1/tasks').set('authorization', auth).send(validImageTask({ external_task_id: uniqueExternalId() }));
+    expect(created.status).toBe(202);
+    const taskId: string = created.body.task_id;
+    await waitUntil(() => service.fake!.taskByExternalId(taskId) !== undefined, 'the create to reach Kling');
+    const upstream = service.fake!.taskByExternalId(taskId)!;
+    expect((await service.runtime.tasks.findById(taskId))!).toMatchObject({ status: 'queued', upstreamTaskId: null, submittedAt: null });
+
+    const response = await postJson(upstream.callbackUrl!, { ...viewOf(upstream), task_status: 'processing' });
+
+    expect(response.status).toBe(200);
+    expect(await response.json()).toEqual({ received: true, applied: true, status: 'processing' });
+    const applied = (await service.runtime.tasks.findById(taskId))!;
+    expect(applied).toMatchObject({ status: 'processing', upstreamTaskId: upstream.task_id, submitInFlight: false });
+    expect(applied.submittedAt).toBeInstanceOf(Date);
+    await waitUntil(async () => (await eventsOf(service, auth, taskId)).some((e) => e.type === 'submitted'), 'the submit answer to be recorded');
+    const after = (await service.runtime.tasks.findById(taskId))!;
+    expect(after).toMatchObject({ status: 'processing', upstreamTaskId: upstream.task_id, submittedAt: applied.submittedAt });
+
+    expect(await postJson(upstream.callbackUrl!, succeedBody(upstream)).then((r) => r.json())).toEqual({ received: true, applied: true, status: 'succeed' });
+    expect((await service.runtime.tasks.findById(taskId))!).toMatchObject({ status: 'succeed', submittedAt: applied.submittedAt });
+  });
+});
+
 describe('Kling callbacks: success without the element', () => {
   let service: TestService;
   let auth: string;
