@@ -96,7 +96,7 @@ export function createApp(deps: AppDeps): Express {
     app.use(ADMIN_QUEUES_PATH, adminQueueRoutes({ adminToken: deps.adminToken, queues: [submit, poll, notify, maintenance] }));
   }
   for (const extra of deps.extraRouters ?? []) app.use(extra.path, extra.router);
-  app.use('/kling', klingCompatRoutes({ ...deps, bodyLimit: JSON_BODY_LIMIT }));
+  app.use('/kling', klingCompatRoutes({ ...deps, bodyLimit: JSON_BODY_LIMIT, admitCreate: creates.admitCreate }));
   app.use(routeNotFound);
   app.use(problemErrorHandler(deps.logger));
   return app;

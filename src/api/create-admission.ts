@@ -4,8 +4,10 @@ import { createSemaphore } from '../semaphore';
 const RELEASE = 'releaseCreatePermit';
 
 export interface CreateAdmission {
-  /** Mounted before the create handler: holds a create until it may be validated and stored. */
+  /** Mounted before /v1/tasks: holds a create (`POST /`) until it may be validated and stored; other requests pass. */
   admit: RequestHandler;
+  /** The same for every request it sees: mounted on another surface's create route (Kling-compatible). */
+  admitCreate: RequestHandler;
   /** Mounted before Kling's callback route: while a callback is being handled, creates give way. */
   giveWay: RequestHandler;
 }
@@ -29,11 +31,7 @@ export function createAdmission(limit: number): CreateAdmission {
   const whileCallbacks = Math.max(1, Math.floor(limit / 2));
   const withPermit = createSemaphore(() => (callbacksInFlight > 0 ? whileCallbacks : limit));
 
-  const admit: RequestHandler = (req, res, next) => {
-    if (req.method !== 'POST' || req.path !== '/') {
-      next();
-      return;
-    }
+  const admitCreate: RequestHandler = (req, res, next) => {
     void withPermit(
       () =>
         new Promise<void>((release) => {
@@ -47,6 +45,11 @@ export function createAdmission(limit: number): CreateAdmission {
           next();
         }),
     );
+  };
+
+  const admit: RequestHandler = (req, res, next) => {
+    if (req.method === 'POST' && req.path === '/') admitCreate(req, res, next);
+    else next();
   };
 
   const giveWay: RequestHandler = (_req, res, next) => {
@@ -64,7 +67,7 @@ export function createAdmission(limit: number): CreateAdmission {
     next();
   };
 
-  return { admit, giveWay };
+  return { admit, admitCreate, giveWay };
 }
 
 /** The create of this request is stored (or refused): its permit goes to the next create waiting. */

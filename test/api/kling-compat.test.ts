@@ -1,4 +1,5 @@
 import supertest, { type Response } from 'supertest';
+import { Client } from 'pg';
 import { createApp } from '../../src/api/app';
 import type { TenantRepository } from '../../src/db/tenant-repository';
 import { IMAGE_A, IMAGE_B, uniqueExternalId, validImageTask, validVideoTask } from '../helpers/factories';
@@ -436,5 +437,54 @@ describe('Kling-compatible surface, requests and errors (workers off)', () => {
       expectKlingError(response, 500, 5000);
       expect(response.body.message).not.toContain('secret internal detail');
     });
+  });
+});
+
+describe("Kling-compatible creates share /v1's create admission (API_MAX_CONCURRENT_CREATES=1, workers off)", () => {
+  let service: TestService;
+  let tenant: Awaited<ReturnType<TestService['createTenant']>>;
+
+  beforeAll(async () => {
+    service = await startTestService({ workers: false, env: { API_MAX_CONCURRENT_CREATES: '1' } });
+    tenant = await service.createTenant();
+  });
+  afterAll(() => service.stop());
+
+  test('when a /v1 create holds the only place, then a Kling-compatible create waits for it before it reaches Postgres, and both are stored once it goes', async () => {
+    const locker = new Client({ connectionString: service.db.url });
+    // Outside the locker's transaction: pg_stat_activity is read once per transaction.
+    const observer = new Client({ connectionString: service.db.url });
+    await Promise.all([locker.connect(), observer.connect()]);
+    try {
+      // Inserts into tasks wait on this lock: the /v1 create holds its place for as long as the test keeps it.
+      await locker.query('BEGIN');
+      await locker.query('LOCK TABLE tasks IN SHARE ROW EXCLUSIVE MODE');
+      const statementsWaitingOnTheLock = async (): Promise<number> => {
+        const { rows } = await observer.query<{ n: string }>(
+          "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND state = 'active' AND wait_event_type = 'Lock'",
+        );
+        return Number(rows[0]!.n);
+      };
+      const v1 = service.http.post('/v1/tasks').set('authorization', tenant.auth).send(validImageTask({ external_task_id: uniqueExternalId() })).then((response) => response);
+      await waitUntil(async () => (await statementsWaitingOnTheLock()) === 1, 'the /v1 create to wait on the lock');
+
+      const kling = service.http
+        .post(ELEMENTS)
+        .set('authorization', tenant.auth)
+        .set('content-type', 'application/json')
+        .send(JSON.stringify(validImageTask({ external_task_id: uniqueExternalId() })))
+        .then((response) => response);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+
+      expect(await statementsWaitingOnTheLock()).toBe(1);
+      await locker.query('COMMIT');
+      const [fromV1, fromKling] = await Promise.all([v1, kling]);
+      expect(fromV1.status).toBe(202);
+      expect(fromKling.status).toBe(200);
+      expect(fromKling.body).toMatchObject({ code: 0, data: { task_id: expect.any(String) } });
+      expect(await service.runtime.tasks.findById(fromKling.body.data.task_id)).not.toBeNull();
+    } finally {
+      await Promise.all([locker.end(), observer.end()]);
+    }
   });
 });

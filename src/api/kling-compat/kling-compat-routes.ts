@@ -1,4 +1,4 @@
-import express, { type Router } from 'express';
+import express, { type RequestHandler, type Router } from 'express';
 import { z } from 'zod';
 import type { TaskRecord, TaskRepository } from '../../db/task-repository';
 import type { TenantRepository } from '../../db/tenant-repository';
@@ -6,6 +6,7 @@ import { taskNotFound } from '../../errors';
 import { createTask, type CreateTaskDeps } from '../../tasks/create-task';
 import { buildCreateTaskRequestSchema } from '../../tasks/task-request';
 import { authenticateApiKey, currentTenant } from '../authenticate';
+import { createStored } from '../create-admission';
 import { parseOrThrow } from '../validation';
 import { klingSuccess, toKlingTask } from './kling-envelope';
 import { assignRequestId, klingErrorHandler, klingRequestId, klingRouteNotFound } from './kling-error-middleware';
@@ -40,6 +41,8 @@ export interface KlingCompatDeps extends CreateTaskDeps {
   apiKeys?: Pick<TenantRepository, 'authenticate'>;
   /** The same limit as /v1's JSON parser. */
   bodyLimit: string;
+  /** /v1's create admission (create-admission.ts): creates here count against the same limit. */
+  admitCreate?: RequestHandler;
 }
 
 /** Kling's query takes its own task id or the client's external_task_id in the same path slot. */
@@ -57,10 +60,12 @@ export function klingCompatRoutes(deps: KlingCompatDeps): Router {
   // Kling documents Content-Type as optional, and curl without it says form-urlencoded: read any body as text.
   router.use(express.text({ type: () => true, limit: deps.bodyLimit }));
 
-  router.post(ELEMENTS_PATH, async (req, res) => {
+  const admitted: RequestHandler[] = deps.admitCreate ? [deps.admitCreate] : [];
+  router.post(ELEMENTS_PATH, ...admitted, async (req, res) => {
     const request = parseOrThrow(klingCreateRequestSchema, parseLenientJson(req.body), 'task');
     // The callback_url is the client's own, notified in Kling's (unsigned) callback shape on this surface.
     const { task } = await createTask(deps, currentTenant(res).tenantId, request, { callbackFormat: 'kling' });
+    createStored(res);
     res.json(klingSuccess(klingRequestId(res), toKlingTask(task)));
   });
 
