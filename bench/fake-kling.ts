@@ -38,6 +38,8 @@ export interface FakeKlingStats {
   duplicateCreates: number;
   gets: number;
   callbacksSent: number;
+  /** Status webhooks received on CLIENT_WEBHOOK_PATH (the bench's tasks name it as their callback_url with --client-webhooks). */
+  clientWebhooks: number;
   /** Callbacks answered non-2xx or that failed at the socket. */
   callbackErrors: number;
   callbackErrorExamples: string[];
@@ -72,6 +74,8 @@ interface HttpAnswer {
 }
 
 const ELEMENTS_PATH = '/v1/general/advanced-custom-elements';
+/** Where the bench's clients take their status webhooks (`--client-webhooks`): this process answers them. */
+export const CLIENT_WEBHOOK_PATH = '/client-webhook';
 const RANK: Record<string, number> = { queued: 0, submitted: 1, processing: 2, succeed: 3, failed: 3, canceled: 3 };
 const VISIBLE_TIMEOUT_MS = 10_000;
 
@@ -89,7 +93,7 @@ class BenchFakeKling {
   stats: FakeKlingStats = BenchFakeKling.emptyStats();
 
   static emptyStats(): FakeKlingStats {
-    return { creates: 0, duplicateCreates: 0, gets: 0, callbacksSent: 0, callbackErrors: 0, callbackErrorExamples: [], visibleMs: [], callbackAnsweredMs: [], callbackAnsweredOnNewConnectionMs: [], visibleFailures: 0, pendingCallbacks: 0, keepAliveRetries: 0 };
+    return { creates: 0, duplicateCreates: 0, gets: 0, callbacksSent: 0, clientWebhooks: 0, callbackErrors: 0, callbackErrorExamples: [], visibleMs: [], callbackAnsweredMs: [], callbackAnsweredOnNewConnectionMs: [], visibleFailures: 0, pendingCallbacks: 0, keepAliveRetries: 0 };
   }
 
   async start(): Promise<string> {
@@ -159,6 +163,10 @@ class BenchFakeKling {
       this.stats.pendingCallbacks++;
       void this.runCallbacks(task).finally(() => this.stats.pendingCallbacks--);
       return;
+    }
+    if (req.method === 'POST' && path === CLIENT_WEBHOOK_PATH) {
+      this.stats.clientWebhooks++;
+      return send(200, { received: true });
     }
     if (req.method === 'GET' && path.startsWith(`${ELEMENTS_PATH}/`)) {
       this.stats.gets++;

@@ -35,6 +35,8 @@ export interface BenchOptions {
   settleS: number;
   /** Fake Kling: delay before each callback (0 = at once after answering the create). */
   callbackDelayMs: number;
+  /** The burst's tasks carry a client callback_url (the fake Kling answers it): status webhooks are delivered too. */
+  clientWebhooks: boolean;
   /** KLING_CONCURRENCY of the worker (jobs and upstream requests in flight). */
   klingConcurrency: number;
   /** DATABASE_POOL_SIZE of API, worker and floor; undefined = the service's default. */
@@ -103,7 +105,7 @@ export function parseOptions(argv = process.argv.slice(2), env = process.env): B
   const flags = parseArgv(argv);
   const known = new Set([
     'sse-streams', 'sse-tasks', 'quick', 'phases', 'connections', 'warmup-s', 'duration-s', 'rounds', 'half-duration-s', 'burst', 'burst-connections', 'burst-warmup', 'burst-rate',
-    'burst-timeout-s', 'settle-s', 'callback-delay-ms', 'kling-concurrency', 'pool-size', 'api-processes', 'service-env', 'log-level',
+    'burst-timeout-s', 'settle-s', 'callback-delay-ms', 'client-webhooks', 'kling-concurrency', 'pool-size', 'api-processes', 'service-env', 'log-level',
     'cpu-prof', 'node-args', 'results-dir', 'database-admin-url', 'redis-url', 'keep-database', 'keep-logs', 'help',
   ]);
   for (const flag of Object.keys(flags)) {
@@ -160,6 +162,7 @@ export function parseOptions(argv = process.argv.slice(2), env = process.env): B
     burstTimeoutS: num('burst-timeout-s', quick ? 60 : 600, { min: 1 }),
     settleS: num('settle-s', defaults.settleS),
     callbackDelayMs: num('callback-delay-ms', 0, { integer: true }),
+    clientWebhooks: bool('client-webhooks'),
     klingConcurrency: num('kling-concurrency', 32, { integer: true, min: 1 }),
     poolSize,
     apiProcesses: num('api-processes', 1, { integer: true, min: 1 }),

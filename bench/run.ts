@@ -15,6 +15,7 @@ import { createTenantRepository } from '../src/db/tenant-repository';
 import { bullPrefix, SUBMIT_QUEUE } from '../src/queue/queues';
 import { closedLoop, fixedCount, fixedRate, mergeResults, summarize, type LoadResult, type LoadTarget, type SecondSummary } from './load';
 import { parseOptions, ROOT, type BenchOptions } from './options';
+import { CLIENT_WEBHOOK_PATH } from './fake-kling';
 import { cpuSeconds, FakeKlingChild, freePort, rssMb, ServiceChild, sleep } from './processes';
 import { fmt, Progress, table } from './report';
 
@@ -143,7 +144,7 @@ async function main(): Promise<void> {
     `kling-element-tracker bench — ${machine.cpus} × ${machine.cpu_model}, node ${machine.node}, load average ${machine.load_average_at_start.join(' ')}${options.quick ? ' (quick mode: smoke sizes, figures not meaningful)' : ''}`,
   );
   console.log(
-    `submit: ${options.connections} connections, warm-up ${options.warmupS} s, ${options.rounds} × ${options.durationS} s per target (A/B interleaved), half-peak ${options.halfDurationS} s · burst: ${options.burst} tasks over ${options.burstConnections} connections · API processes ${options.apiProcesses}, pool ${poolSize}, KLING_CONCURRENCY ${options.klingConcurrency}`,
+    `submit: ${options.connections} connections, warm-up ${options.warmupS} s, ${options.rounds} × ${options.durationS} s per target (A/B interleaved), half-peak ${options.halfDurationS} s · burst: ${options.burst} tasks over ${options.burstConnections} connections${options.clientWebhooks ? ', with client webhooks' : ''} · API processes ${options.apiProcesses}, pool ${poolSize}, KLING_CONCURRENCY ${options.klingConcurrency}`,
   );
 
   let succeeded = false;
@@ -218,6 +219,8 @@ async function main(): Promise<void> {
       WEBHOOK_SIGNING_SECRET: randomBytes(24).toString('base64url'),
       // The bench's tasks name placeholder image URLs; reading media is not part of what it measures.
       MEDIA_PRECHECK: 'off',
+      // --client-webhooks: the clients' webhook receiver is the fake Kling, on loopback.
+      ...(options.clientWebhooks ? { ALLOW_PRIVATE_CALLBACKS: 'true' } : {}),
       ...options.serviceEnv,
     };
     const profArgs = (name: string): string[] => {
@@ -273,6 +276,7 @@ async function main(): Promise<void> {
         burst_warmup: options.burstWarmup,
         burst_rate: options.burstRate || 'as fast as accepted',
         callback_delay_ms: options.callbackDelayMs,
+        client_webhooks: options.clientWebhooks,
         kling_concurrency: options.klingConcurrency,
         database_pool_size: poolSize,
         api_processes: options.apiProcesses,
@@ -392,11 +396,34 @@ async function main(): Promise<void> {
           await sleep(50);
         }
       };
+      // --client-webhooks: each task also names a client callback_url, so every status change is delivered.
+      const burstTarget: LoadTarget = options.clientWebhooks
+        ? { ...ours, body: JSON.stringify({ ...JSON.parse(TASK_BODY), callback_url: `${fake.url}${CLIENT_WEBHOOK_PATH}` }) }
+        : ours;
+      /** --client-webhooks: waits until no status webhook is pending, then what each took from its status change. */
+      const clientWebhookFigures = async (started: number, deadline: number) => {
+        while (Date.now() < deadline) {
+          const { rows } = await pg.query<{ n: string }>(`SELECT count(*) AS n FROM webhook_deliveries WHERE state = 'pending'`);
+          if (Number(rows[0]!.n) === 0) break;
+          await sleep(100);
+        }
+        const settledS = (performance.now() - started) / 1000;
+        const { rows } = await pg.query<{ state: string; ms: number | null }>(
+          `SELECT state::text AS state, extract(epoch FROM delivered_at - created_at) * 1000 AS ms FROM webhook_deliveries`,
+        );
+        const delivered = rows.filter((row) => row.state === 'delivered');
+        return {
+          stored: rows.length,
+          delivered: delivered.length,
+          all_delivered_after_s: round2(settledS),
+          status_change_to_delivered: summarize(delivered.map((row) => Number(row.ms))),
+        };
+      };
       // "Before" is a warm process, as the API already is after the submit phase: a small burst first
       // (JIT, pools, sockets), thrown away, so that before/after compares like with like.
       if (options.burstWarmup > 0) {
         progress.update(`warming up the pipeline with ${options.burstWarmup} tasks`);
-        const warm = await fixedCount(ours, { connections: options.burstConnections, count: options.burstWarmup });
+        const warm = await fixedCount(burstTarget, { connections: options.burstConnections, count: options.burstWarmup });
         const deadline = Date.now() + options.burstTimeoutS * 1000;
         while ((await finishedCount()) < (warm.locations?.length ?? 0) && Date.now() < deadline) await sleep(100);
         await callbacksSettled();
@@ -446,8 +473,8 @@ async function main(): Promise<void> {
       })();
       const burst =
         options.burstRate > 0
-          ? await fixedRate(ours, { connections: options.burstConnections, rate: options.burstRate, durationS: options.burst / options.burstRate, keepLocations: true, onProgress: (done) => (submitted = done) })
-          : await fixedCount(ours, { connections: options.burstConnections, count: options.burst, onProgress: (done) => (submitted = done) });
+          ? await fixedRate(burstTarget, { connections: options.burstConnections, rate: options.burstRate, durationS: options.burst / options.burstRate, keepLocations: true, onProgress: (done) => (submitted = done) })
+          : await fixedCount(burstTarget, { connections: options.burstConnections, count: options.burst, onProgress: (done) => (submitted = done) });
       submitted = burst.requests;
       submitDone = true;
       const accepted = burst.locations?.length ?? 0;
@@ -459,6 +486,7 @@ async function main(): Promise<void> {
         await sleep(50);
       }
       const detectedS = (performance.now() - started) / 1000;
+      const webhooks = options.clientWebhooks ? await clientWebhookFigures(started, deadline) : null;
       const cpuAfterBurst = { api: cpuSeconds(api.pid), worker: cpuSeconds(worker.pid) };
       const apiLoopDelay = await eventLoopDelayMs(`${apiUrl}/metrics`);
       // Let the last visibility checks finish.
@@ -532,6 +560,7 @@ async function main(): Promise<void> {
         api_event_loop_delay_ms: apiLoopDelay,
         callback_received_to_answered_by_api: answered,
         cpu_s: { api: round2(cpuAfterBurst.api - cpuBefore.api), worker: round2(cpuAfterBurst.worker - cpuBefore.worker) },
+        client_webhooks: webhooks && { ...webhooks, received: fakeStats.clientWebhooks },
       };
       result.memory = { api: memory('api'), worker: memory('worker'), timeline_s_api_worker_mb: timeline };
       progress.log(
@@ -648,6 +677,13 @@ function printTables(result: Json): void {
           ],
           ['errors', `submit ${burst.submit_errors}, callbacks ${burst.callback_errors}, visibility ${v.failures}`],
           ['lost / not succeeded / sent twice', `${burst.lost} / ${burst.not_succeeded} / ${burst.duplicate_upstream_creates}`],
+          ...(burst.client_webhooks
+            ? [
+                ['client webhooks: delivered / stored (received)', `${burst.client_webhooks.delivered} / ${burst.client_webhooks.stored} (${burst.client_webhooks.received})`],
+                ['  status change → delivered', p50p99max(burst.client_webhooks.status_change_to_delivered)],
+                ['  none pending after', `${fmt(burst.client_webhooks.all_delivered_after_s, 2)} s`],
+              ]
+            : []),
           ['CPU s during burst', `api ${fmt(burst.cpu_s.api, 1)}, worker ${fmt(burst.cpu_s.worker, 1)}`],
         ],
       ),

@@ -102,3 +102,22 @@ test('when the bench runs in quick mode, then it prints the tables and writes a 
   // Callbacks on new connections are a subset of all callbacks answered.
   expect(result.burst.callback_sent_to_answered_on_new_connection.count).toBeLessThanOrEqual(result.burst.callback_sent_to_answered.count);
 });
+
+test('when the burst runs with client webhooks, then every status webhook is delivered and counted', async () => {
+  const run = await runBench(['--quick', '--phases=burst', '--burst=20', '--settle-s=0.5', '--client-webhooks'], { BENCH_RESULTS_DIR: resultsDir });
+
+  expect({ code: run.code, stderr: run.stderr.slice(-3000) }).toEqual({ code: 0, stderr: expect.any(String) });
+  expect(run.stdout).toContain('client webhooks: delivered / stored');
+  const newest = readdirSync(resultsDir)
+    .filter((name) => name.endsWith('.json'))
+    .sort()
+    .at(-1)!;
+  const result = JSON.parse(readFileSync(path.join(resultsDir, newest), 'utf8'));
+  expect(result.settings.client_webhooks).toBe(true);
+  const webhooks = result.burst.client_webhooks;
+  // At least processing and succeed for each task (submitted too when the worker recorded it first).
+  expect(webhooks.stored).toBeGreaterThanOrEqual(2 * 20);
+  expect(webhooks.delivered).toBe(webhooks.stored);
+  expect(webhooks.received).toBeGreaterThanOrEqual(webhooks.delivered);
+  expect(webhooks.status_change_to_delivered.count).toBe(webhooks.delivered);
+});
