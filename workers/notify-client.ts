@@ -25,7 +25,8 @@ export interface NotifyClientDeps {
 /**
  * Delivers a task's pending notifications to the client's callback_url, oldest first; one job per task,
  * so a later status never overtakes an earlier one. A failed attempt holds the line until it succeeds or
- * runs out of retries. Every attempt is recorded in the delivery row and the task's events.
+ * runs out of retries. Every attempt is recorded in the delivery row and the task's events, in the same
+ * statement that reads the next delivery.
  */
 export async function notifyClient(deps: NotifyClientDeps, job: Job): Promise<void> {
   const { taskId } = taskJobSchema.parse(job.data);
@@ -34,29 +35,29 @@ export async function notifyClient(deps: NotifyClientDeps, job: Job): Promise<vo
   // Kling-style notifications (tasks created on the Kling-compatible surface) are unsigned, as Kling's are.
   const secret = task.callbackFormat === 'standard' ? ((await deps.tenants.webhookSecretOf(task.tenantId)) ?? undefined) : undefined;
   const schedule = deps.webhook.retryScheduleMs;
-  for (let delivery = await deps.deliveries.nextPending(taskId); delivery; delivery = await deps.deliveries.nextPending(taskId)) {
+  let delivery = await deps.deliveries.nextPending(taskId);
+  while (delivery) {
     const outcome = await sendWebhook({ url: delivery.url, id: delivery.id, body: JSON.stringify(delivery.payload), secret }, deps.webhook);
     const attempt = delivery.attempts + 1;
     const final = !outcome.ok && attempt > schedule.length;
-    await deps.deliveries.recordAttempt(delivery.id, outcome, final);
-    deps.metrics?.webhookDelivery(outcome.ok ? 'delivered' : final ? 'failed' : 'retrying');
     const retryInMs = outcome.ok || final ? null : schedule[attempt - 1]!;
-    await deps.tasks.addEvent(taskId, {
-      type: 'notification',
-      detail: {
-        delivery_id: delivery.id,
-        attempt,
-        outcome: outcome.ok ? 'delivered' : final ? 'failed' : 'retrying',
-        http_status: outcome.httpStatus,
-        duration_ms: outcome.durationMs,
-        error: outcome.error,
-        retry_in_ms: retryInMs,
-      },
+    const next = await deps.deliveries.recordAttempt(delivery.id, outcome, final, {
+      delivery_id: delivery.id,
+      attempt,
+      outcome: outcome.ok ? 'delivered' : final ? 'failed' : 'retrying',
+      http_status: outcome.httpStatus,
+      duration_ms: outcome.durationMs,
+      error: outcome.error,
+      retry_in_ms: retryInMs,
     });
+    deps.metrics?.webhookDelivery(outcome.ok ? 'delivered' : final ? 'failed' : 'retrying');
     if (retryInMs !== null) {
       deps.logger.info({ taskId, deliveryId: delivery.id, attempt, error: outcome.error, retryInMs }, 'notification failed; will retry');
       throw new RetryLater(retryInMs, new Error(outcome.error ?? 'delivery failed'));
     }
     if (final) deps.logger.warn({ taskId, deliveryId: delivery.id, attempt, error: outcome.error }, 'notification gave up');
+    // A last look before the job ends: `next` was read as the statement began, before its own commit, and
+    // a notification stored meanwhile queued no job of its own (this task's job was still running).
+    delivery = next ?? (await deps.deliveries.nextPending(taskId));
   }
 }

@@ -1,4 +1,6 @@
 import type { Db } from './prisma';
+import { sqlPool } from './prisma';
+import { jsonParam, prepared } from './sql';
 
 export interface DeliveryRecord {
   id: string;
@@ -16,26 +18,61 @@ export interface AttemptOutcome {
   error: string | null;
 }
 
+interface DeliverySqlRow {
+  id: string;
+  task_id: string;
+  url: string;
+  payload: unknown;
+  state: DeliveryRecord['state'];
+  attempts: number;
+  created_at: Date;
+}
+
+const DELIVERY_COLUMNS = 'id, task_id, url, payload, state, attempts, created_at';
+
+const NEXT_PENDING_SQL = `SELECT ${DELIVERY_COLUMNS} FROM webhook_deliveries WHERE task_id = $1 AND state = 'pending' ORDER BY id LIMIT 1`;
+
+/**
+ * One attempt recorded in the delivery row and the task's timeline, and the task's next pending delivery
+ * read, as one statement. The final SELECT sees the rows as they were when the statement began, so the
+ * delivery just attempted is left out by id (it is still pending there).
+ */
+const RECORD_ATTEMPT_SQL = `WITH attempt AS (
+  UPDATE webhook_deliveries
+  SET attempts = attempts + 1, last_status = $2, last_error = $3, state = $4::delivery_state,
+      delivered_at = CASE WHEN $4 = 'delivered' THEN $5::timestamptz ELSE delivered_at END
+  WHERE id = $1
+  RETURNING task_id
+), event AS (
+  INSERT INTO task_events (task_id, type, detail) SELECT task_id, 'notification', $6::jsonb FROM attempt
+)
+SELECT ${DELIVERY_COLUMNS.split(', ').map((column) => `d.${column}`).join(', ')}
+FROM webhook_deliveries d JOIN attempt ON d.task_id = attempt.task_id
+WHERE d.state = 'pending' AND d.id <> $1
+ORDER BY d.id LIMIT 1`;
+
+const fromSql = (row: DeliverySqlRow | undefined): DeliveryRecord | null =>
+  row ? { id: row.id, taskId: row.task_id, url: row.url, payload: row.payload, state: row.state, attempts: row.attempts, createdAt: row.created_at } : null;
+
 export function createDeliveryRepository(db: Db) {
   return {
     /** The task's oldest undelivered notification: deliveries go out one at a time, in order. */
     async nextPending(taskId: string): Promise<DeliveryRecord | null> {
-      const row = await db.webhookDelivery.findFirst({ where: { taskId, state: 'pending' }, orderBy: { id: 'asc' } });
-      return row && { ...row, payload: row.payload };
+      const { rows } = await sqlPool(db).query<DeliverySqlRow>(prepared(NEXT_PENDING_SQL, [taskId]));
+      return fromSql(rows[0]);
     },
 
-    /** Records one attempt; `final` marks a failure that will not be retried. */
-    async recordAttempt(id: string, outcome: AttemptOutcome, final: boolean): Promise<DeliveryRecord> {
-      const row = await db.webhookDelivery.update({
-        where: { id },
-        data: {
-          attempts: { increment: 1 },
-          lastStatus: outcome.httpStatus,
-          lastError: outcome.error,
-          ...(outcome.ok ? { state: 'delivered', deliveredAt: new Date() } : final ? { state: 'failed' } : {}),
-        },
-      });
-      return { ...row, payload: row.payload };
+    /**
+     * Records one attempt (`final`: a failure that will not be retried) with its `notification` event,
+     * and returns the task's next pending delivery (null when none is left, or when this one stays
+     * pending for a retry: it holds the line).
+     */
+    async recordAttempt(id: string, outcome: AttemptOutcome, final: boolean, eventDetail: Record<string, unknown>): Promise<DeliveryRecord | null> {
+      const state = outcome.ok ? 'delivered' : final ? 'failed' : 'pending';
+      const { rows } = await sqlPool(db).query<DeliverySqlRow>(
+        prepared(RECORD_ATTEMPT_SQL, [id, outcome.httpStatus, outcome.error, state, new Date(), jsonParam(eventDetail)]),
+      );
+      return state === 'pending' ? null : fromSql(rows[0]);
     },
 
     /** Tasks with notifications waiting since before `before` (their job may have been lost). */
