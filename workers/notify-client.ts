@@ -5,6 +5,7 @@ import type { TenantRepository } from '../src/db/tenant-repository';
 import type { Logger } from '../src/logger';
 import type { Metrics } from '../src/metrics/metrics';
 import { taskJobSchema } from '../src/queue/queues';
+import { notificationBody } from '../src/webhooks/notification-payload';
 import { sendWebhook } from '../src/webhooks/send-webhook';
 import { RetryLater } from './retry-backoff';
 
@@ -37,7 +38,7 @@ export async function notifyClient(deps: NotifyClientDeps, job: Job): Promise<vo
   const schedule = deps.webhook.retryScheduleMs;
   let delivery = await deps.deliveries.nextPending(taskId);
   while (delivery) {
-    const outcome = await sendWebhook({ url: delivery.url, id: delivery.id, body: JSON.stringify(delivery.payload), secret }, deps.webhook);
+    const outcome = await sendWebhook({ url: delivery.url, id: delivery.id, body: JSON.stringify(notificationBody(delivery, task)), secret }, deps.webhook);
     const attempt = delivery.attempts + 1;
     const final = !outcome.ok && attempt > schedule.length;
     const retryInMs = outcome.ok || final ? null : schedule[attempt - 1]!;

@@ -1,12 +1,15 @@
-import type { Db } from './prisma';
-import { sqlPool } from './prisma';
+import { Prisma } from '../generated/prisma/client';
+import { sqlPool, type Db } from './prisma';
 import { jsonParam, prepared } from './sql';
 
 export interface DeliveryRecord {
   id: string;
   taskId: string;
   url: string;
+  /** The body as rendered at the status change, or null when `taskState` holds the change instead. */
   payload: unknown;
+  /** The task row as it was at the status change, without its request (see TaskRepository.transition). */
+  taskState: Record<string, unknown> | null;
   state: 'pending' | 'delivered' | 'failed';
   attempts: number;
   createdAt: Date;
@@ -23,12 +26,13 @@ interface DeliverySqlRow {
   task_id: string;
   url: string;
   payload: unknown;
+  task_state: Record<string, unknown> | null;
   state: DeliveryRecord['state'];
   attempts: number;
   created_at: Date;
 }
 
-const DELIVERY_COLUMNS = 'id, task_id, url, payload, state, attempts, created_at';
+const DELIVERY_COLUMNS = 'id, task_id, url, payload, task_state, state, attempts, created_at';
 
 const NEXT_PENDING_SQL = `SELECT ${DELIVERY_COLUMNS} FROM webhook_deliveries WHERE task_id = $1 AND state = 'pending' ORDER BY id LIMIT 1`;
 
@@ -52,7 +56,7 @@ WHERE d.state = 'pending' AND d.id <> $1
 ORDER BY d.id LIMIT 1`;
 
 const fromSql = (row: DeliverySqlRow | undefined): DeliveryRecord | null =>
-  row ? { id: row.id, taskId: row.task_id, url: row.url, payload: row.payload, state: row.state, attempts: row.attempts, createdAt: row.created_at } : null;
+  row ? { id: row.id, taskId: row.task_id, url: row.url, payload: row.payload, taskState: row.task_state, state: row.state, attempts: row.attempts, createdAt: row.created_at } : null;
 
 export function createDeliveryRepository(db: Db) {
   return {
@@ -90,10 +94,11 @@ export function createDeliveryRepository(db: Db) {
     async redeliverLatest(taskId: string, newId: string): Promise<DeliveryRecord | null> {
       const latest = await db.webhookDelivery.findFirst({ where: { taskId }, orderBy: { id: 'desc' } });
       if (!latest) return null;
+      const json = (value: Prisma.JsonValue | null) => (value === null ? Prisma.DbNull : (value as Prisma.InputJsonValue));
       const row = await db.webhookDelivery.create({
-        data: { id: newId, taskId, url: latest.url, payload: latest.payload ?? {} },
+        data: { id: newId, taskId, url: latest.url, payload: json(latest.payload), taskState: json(latest.taskState) },
       });
-      return { ...row, payload: row.payload };
+      return { ...row, taskState: row.taskState as Record<string, unknown> | null };
     },
   };
 }

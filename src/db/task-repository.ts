@@ -6,8 +6,8 @@ import { Prisma, type Task as TaskRow } from '../generated/prisma/client';
 import type { TaskStatus } from '../tasks/task-status';
 import { statusesBefore } from '../tasks/task-status';
 import { sqlPool, type Db } from './prisma';
-import { inTransaction, isPgUniqueViolation, jsonParam, Params, prepared } from './sql';
-import { setClause, taskRowFromSql, whereClause, type TaskSqlRow } from './task-sql';
+import { isPgUniqueViolation, jsonParam, Params, prepared } from './sql';
+import { setClause, taskRowFromSql, taskRowFromState, whereClause, type TaskSqlRow } from './task-sql';
 
 /** A task as the domain sees it: plain data, no ORM types. */
 export interface TaskRecord {
@@ -52,6 +52,11 @@ export interface NewTaskEvent {
   type: string;
   status?: TaskStatus | null;
   detail?: Record<string, unknown> | null;
+}
+
+/** The task as a notification's task_state recorded it at its status change (see transitionStatement). */
+export function taskRecordFromState(state: Record<string, unknown>, request: Record<string, unknown>): TaskRecord {
+  return toRecord(taskRowFromState(state, request as TaskRow['request']));
 }
 
 function toRecord(row: TaskRow): TaskRecord {
@@ -157,7 +162,6 @@ const COUNT_UNFINISHED_SQL = `SELECT count(*) AS n FROM (
 ) unfinished`;
 
 const ADD_EVENT_SQL = 'INSERT INTO task_events (task_id, type, status, detail) VALUES ($1, $2, $3, $4::jsonb)';
-const INSERT_DELIVERY_SQL = 'INSERT INTO webhook_deliveries (id, task_id, url, payload) VALUES ($1, $2, $3, $4::jsonb)';
 
 export interface TaskChanges {
   statusMessage?: string | null;
@@ -222,8 +226,10 @@ function allowedPredecessors(next: TaskStatus, where: Prisma.TaskWhereInput): Ta
 
 export interface TaskRepositoryOptions {
   /**
-   * The notification body for a task that has a callback_url; each status change stores one delivery
-   * with it in the same transaction (an outbox), so no change is ever committed without its notification.
+   * Set: each status change of a task that has a callback_url stores one delivery with it, atomically (an
+   * outbox), so no change is ever committed without its notification. The one-statement path stores the
+   * task as changed (`task_state`) and the worker renders the body with this same function when it sends
+   * it; the Prisma paths (an operator's retry) store the body rendered.
    */
   notificationPayload?: (task: TaskRecord) => unknown;
   /** Called after a status change committed (e.g. to queue its notification). Errors are the caller's to log. */
@@ -259,14 +265,14 @@ export function createTaskRepository(db: Db, options: TaskRepositoryOptions = {}
   };
 
   /**
-   * The conditional UPDATE and its event as one statement (`undefined` when `where` is more than plain
-   * equalities: the caller then takes the Prisma path). As in that path, a `status` in `where` narrows the
-   * forward-only status list rather than replacing it.
-   * `fast`: only a task without callback_url is updated (it needs no outbox row, so no transaction), and
-   * the one row answered also says whether the task has a callback_url (columns null when nothing was
-   * updated); callback_url never changes, so reading it beside the update is safe.
+   * The conditional UPDATE, its event and (`notify`: for a task with a callback_url) its notification as
+   * one statement, so the three commit together without a transaction held open across round trips
+   * (`undefined` when `where` is more than plain equalities and `OR`s of them: the caller then takes the
+   * Prisma path). As in that path, a `status` in `where` narrows the forward-only status list rather than
+   * replacing it. The notification stores the row as updated (`task_state`, without the request, which
+   * never changes); the worker renders its body from it when it sends it.
    */
-  const transitionStatement = (id: string, next: TaskStatus, changes: TaskChanges, event: NewTaskEvent, where: Prisma.TaskWhereInput, fast: boolean) => {
+  const transitionStatement = (id: string, next: TaskStatus, changes: TaskChanges, event: NewTaskEvent, where: Prisma.TaskWhereInput, notify: boolean) => {
     const params = new Params();
     const { firstSubmittedAt, ...plainChanges } = changes;
     let sets = setClause({ ...changesToData(plainChanges), status: next, updatedAt: new Date() }, params);
@@ -275,40 +281,26 @@ export function createTaskRepository(db: Db, options: TaskRepositoryOptions = {}
     const allowed = allowedPredecessors(next, where);
     const conditions = whereClause(extra, params);
     if (sets === undefined || conditions === undefined) return undefined;
-    const taskId = params.param(id);
+    const notification = notify
+      ? `, notification AS (
+  INSERT INTO webhook_deliveries (id, task_id, url, task_state)
+  SELECT ${params.param(newDeliveryId())}, id, callback_url, to_jsonb(updated) - 'request' FROM updated WHERE callback_url IS NOT NULL
+)`
+      : '';
     const text = `WITH updated AS (
-  UPDATE tasks SET ${sets} WHERE id = ${taskId} AND status = ANY(${params.param(allowed)}::task_status[])${conditions}${fast ? ' AND callback_url IS NULL' : ''} RETURNING *
+  UPDATE tasks SET ${sets} WHERE id = ${params.param(id)} AND status = ANY(${params.param(allowed)}::task_status[])${conditions} RETURNING *
 ), event AS (
   INSERT INTO task_events (task_id, type, status, detail)
   SELECT id, ${params.param(event.type)}, ${params.param(next)}::task_status, ${params.param(jsonParam(event.detail))}::jsonb FROM updated
-)
-${fast ? `SELECT updated.*, (SELECT callback_url IS NOT NULL FROM tasks WHERE id = ${taskId}) AS has_callback_url FROM (VALUES (1)) AS one LEFT JOIN updated ON true` : 'SELECT * FROM updated'}`;
+)${notification}
+SELECT * FROM updated`;
     return { text, values: params.values };
   };
 
-  /** transition() in SQL: one autocommit statement unless an outbox row is needed, then one short transaction. */
+  /** transition() in SQL (see transitionStatement); undefined when it cannot be written as one statement. */
   const transitionSql = async (id: string, next: TaskStatus, changes: TaskChanges, event: NewTaskEvent, where: Prisma.TaskWhereInput): Promise<TaskRecord | null | undefined> => {
-    const payload = options.notificationPayload;
-    if (!payload) {
-      const statement = transitionStatement(id, next, changes, event, where, false);
-      return statement && findTask(statement.text, statement.values);
-    }
-    const fast = transitionStatement(id, next, changes, event, where, true);
-    if (!fast) return undefined;
-    const { rows } = await sqlPool(db).query<TaskSqlRow & { has_callback_url: boolean | null }>(prepared(fast.text, fast.values));
-    const row = rows[0];
-    if (row?.id) return toRecord(taskRowFromSql(row));
-    // Stale, duplicate or out of order (or no such task): nothing changed.
-    if (!row?.has_callback_url) return null;
-    // The task has a callback_url: its notification is stored in the same transaction as the change (outbox).
-    const full = transitionStatement(id, next, changes, event, where, false)!;
-    return inTransaction(sqlPool(db), async (client) => {
-      const updated = await queryTask(client, full.text, full.values);
-      if (updated?.callbackUrl) {
-        await client.query(prepared(INSERT_DELIVERY_SQL, [newDeliveryId(), id, updated.callbackUrl, jsonParam(payload(updated))]));
-      }
-      return updated;
-    });
+    const statement = transitionStatement(id, next, changes, event, where, options.notificationPayload !== undefined);
+    return statement && findTask(statement.text, statement.values);
   };
 
   const insertOne = async (task: NewTask): Promise<TaskRecord> => {

@@ -55,6 +55,18 @@ export function taskRowFromSql(row: TaskSqlRow): TaskRow {
   };
 }
 
+const TIMESTAMP_COLUMNS = ['created_at', 'updated_at', 'submitted_at', 'completed_at', 'last_upstream_at'] as const;
+
+/**
+ * A row as `to_jsonb()` of a tasks row stored it in a notification's task_state (timestamps as text,
+ * `request` left out), completed with the task's request (which never changes).
+ */
+export function taskRowFromState(state: Record<string, unknown>, request: TaskRow['request']): TaskRow {
+  const row: Record<string, unknown> = { ...state, request };
+  for (const column of TIMESTAMP_COLUMNS) row[column] = typeof row[column] === 'string' ? new Date(row[column] as string) : null;
+  return taskRowFromSql(row as unknown as TaskSqlRow);
+}
+
 const COLUMNS: Partial<Record<keyof TaskRow, string>> = {
   id: 'id',
   tenantId: 'tenant_id',

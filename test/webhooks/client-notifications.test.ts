@@ -52,6 +52,20 @@ describe('signed notifications to the client', () => {
     }
   });
 
+  test('when a task succeeds, then its last notification is the task exactly as GET shows it', async () => {
+    const receiver = await new WebhookReceiver(secret).start();
+    try {
+      const created = await service.http.post('/v1/tasks').set('authorization', tenant.auth).send(validImageTask({ callback_url: receiver.url, external_task_id: `notify-exact-${Date.now()}` }));
+      const taskId = created.body.task_id as string;
+      await waitFor(() => receiver.accepted().some((r) => r.body.status === 'succeed'), 'the succeed notification');
+
+      const shown = await service.http.get(`/v1/tasks/${taskId}`).set('authorization', tenant.auth);
+      expect(receiver.accepted().at(-1)!.body).toEqual(shown.body);
+    } finally {
+      await receiver.stop();
+    }
+  });
+
   test('when the receiver is down for the whole schedule, then a failed delivery is recorded and the task itself is unaffected', async () => {
     const receiver = await new WebhookReceiver(secret).start();
     const deadUrl = receiver.url;
