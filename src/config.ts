@@ -54,6 +54,12 @@ const envSchema = z
     SWEEP_INTERVAL_MS: positiveInt.default(10_000),
     /** A `queued` task untouched this long is checked for a live job and re-queued if it has none. */
     REQUEUE_AFTER_MS: positiveInt.default(30_000),
+    /**
+     * A client notification pending this long is checked for a live job and re-queued if it has none. A
+     * status change stored just as its task's notification job finished finds that job still running
+     * (so queues none of its own) and waits for this check: shorter than REQUEUE_AFTER_MS.
+     */
+    NOTIFY_REQUEUE_AFTER_MS: positiveInt.default(5_000),
     /** How long one upstream HTTP request may take before it counts as a timeout. */
     KLING_REQUEST_TIMEOUT_MS: positiveInt.default(30_000),
     /** Submit attempts per task before it fails with the last upstream error. */
@@ -164,6 +170,7 @@ export interface Config {
   sandboxStepDelayMs: number;
   sweepIntervalMs: number;
   requeueAfterMs: number;
+  notifyRequeueAfterMs: number;
   worker: { stalledIntervalMs: number; lockDurationMs: number; metricsPort: number | undefined };
 }
 
@@ -231,6 +238,7 @@ export function parseConfig(source: NodeJS.ProcessEnv = process.env): Config {
     tenantLimits: { maxInFlight: e.TENANT_MAX_IN_FLIGHT, maxSubmitsPerMinute: e.TENANT_MAX_SUBMITS_PER_MINUTE },
     sweepIntervalMs: e.SWEEP_INTERVAL_MS,
     requeueAfterMs: e.REQUEUE_AFTER_MS,
+    notifyRequeueAfterMs: e.NOTIFY_REQUEUE_AFTER_MS,
     worker: { stalledIntervalMs: e.WORKER_STALLED_INTERVAL_MS, lockDurationMs: e.WORKER_LOCK_DURATION_MS, metricsPort: e.WORKER_METRICS_PORT },
   };
 }

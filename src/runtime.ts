@@ -199,6 +199,7 @@ export function startWorkerProcessors(runtime: Runtime, publicBaseUrl: string): 
       maxAttempts: config.kling.maxAttempts,
       retryBaseDelayMs: config.kling.retryBaseDelayMs,
       requeueAfterMs: config.requeueAfterMs,
+      notifyRequeueAfterMs: config.notifyRequeueAfterMs,
       pollIntervalMs: config.kling.pollIntervalMs,
       taskTimeoutMs: config.kling.taskTimeoutMs,
       retentionMs: config.retentionMs,

@@ -17,6 +17,8 @@ export interface MaintenanceSweepDeps {
   idempotency: IdempotencyRepository;
   logger: Logger;
   requeueAfterMs: number;
+  /** NOTIFY_REQUEUE_AFTER_MS */
+  notifyRequeueAfterMs: number;
   pollIntervalMs: number;
   taskTimeoutMs: number;
   /** Finished tasks older than this are purged (undefined: kept forever). */
@@ -72,7 +74,7 @@ async function requeueLostTasks(deps: MaintenanceSweepDeps, now: Date): Promise<
 }
 
 async function requeueLostNotifications(deps: MaintenanceSweepDeps, now: Date): Promise<number> {
-  const taskIds = await deps.deliveries.tasksWithPendingSince(new Date(now.getTime() - deps.requeueAfterMs), SWEEP_BATCH);
+  const taskIds = await deps.deliveries.tasksWithPendingSince(new Date(now.getTime() - deps.notifyRequeueAfterMs), SWEEP_BATCH);
   let requeued = 0;
   for (const taskId of taskIds) {
     const job = await deps.notifyQueue.getJob(notifyJobId(taskId));

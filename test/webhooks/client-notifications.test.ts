@@ -1,6 +1,7 @@
 import { startTestService, type TestService } from '../helpers/test-service';
 import { validImageTask } from '../helpers/factories';
 import { WebhookReceiver } from '../helpers/webhook-receiver';
+import { newDeliveryId } from '../../src/ids';
 import { sendWebhook } from '../../src/webhooks/send-webhook';
 
 async function waitFor(condition: () => boolean | Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
@@ -235,5 +236,37 @@ describe('Idempotency-Key', () => {
     const response = await post('has spaces in it', validImageTask());
     expect(response.status).toBe(400);
     expect(response.body.errors[0].message).toMatch(/printable ASCII/);
+  });
+});
+
+describe('a notification left without a job', () => {
+  let service: TestService;
+  let tenant: Awaited<ReturnType<TestService['createTenant']>>;
+  let secret: string;
+
+  beforeAll(async () => {
+    service = await startTestService({ env: { SWEEP_INTERVAL_MS: '200', NOTIFY_REQUEUE_AFTER_MS: '300' } });
+    tenant = await service.createTenant();
+    secret = (await service.runtime.db.tenant.findUniqueOrThrow({ where: { name: tenant.tenant } })).webhookSecret;
+  });
+  afterAll(() => service.stop());
+
+  test('when a pending notification has no job (stored just as its task\'s job finished), then the sweep queues it after NOTIFY_REQUEUE_AFTER_MS and the client receives it', async () => {
+    const receiver = await new WebhookReceiver(secret).start();
+    try {
+      const created = await service.http.post('/v1/tasks').set('authorization', tenant.auth).send(validImageTask({ callback_url: receiver.url }));
+      const taskId = created.body.task_id as string;
+      await waitFor(() => receiver.accepted().some((r) => r.body.status === 'succeed'), 'the succeed notification');
+      await waitFor(async () => (await service.runtime.db.webhookDelivery.count({ where: { taskId, state: 'pending' } })) === 0, 'deliveries recorded');
+
+      const id = newDeliveryId();
+      await service.runtime.db.webhookDelivery.create({ data: { id, taskId, url: receiver.url, payload: { task_id: taskId, note: 'stored without a job' } } });
+
+      await waitFor(() => receiver.accepted().some((r) => r.headers['webhook-id'] === id), 'the notification left without a job');
+      expect(receiver.accepted().find((r) => r.headers['webhook-id'] === id)!.body).toEqual({ task_id: taskId, note: 'stored without a job' });
+      expect(await service.runtime.db.webhookDelivery.findUniqueOrThrow({ where: { id } })).toMatchObject({ state: 'delivered', attempts: 1 });
+    } finally {
+      await receiver.stop();
+    }
   });
 });
