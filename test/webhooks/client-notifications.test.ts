@@ -12,6 +12,14 @@ async function waitFor(condition: () => boolean | Promise<boolean>, what: string
   }
 }
 
+/** Creates a task that notifies `receiver` and waits until its succeed notification has arrived. */
+async function finishedTaskNotifying(service: TestService, auth: string, receiver: WebhookReceiver, fields: Record<string, unknown> = {}): Promise<string> {
+  const created = await service.http.post('/v1/tasks').set('authorization', auth).send(validImageTask({ callback_url: receiver.url, ...fields }));
+  const taskId = created.body.task_id as string;
+  await waitFor(() => receiver.accepted().some((r) => r.body.status === 'succeed'), 'the succeed notification');
+  return taskId;
+}
+
 async function notificationEvents(service: TestService, taskId: string) {
   return (await service.runtime.tasks.listEvents(taskId)).filter((e) => e.type === 'notification').map((e) => e.detail as Record<string, unknown>);
 }
@@ -56,9 +64,7 @@ describe('signed notifications to the client', () => {
   test('when a task succeeds, then its last notification is the task exactly as GET shows it', async () => {
     const receiver = await new WebhookReceiver(secret).start();
     try {
-      const created = await service.http.post('/v1/tasks').set('authorization', tenant.auth).send(validImageTask({ callback_url: receiver.url, external_task_id: `notify-exact-${Date.now()}` }));
-      const taskId = created.body.task_id as string;
-      await waitFor(() => receiver.accepted().some((r) => r.body.status === 'succeed'), 'the succeed notification');
+      const taskId = await finishedTaskNotifying(service, tenant.auth, receiver, { external_task_id: `notify-exact-${Date.now()}` });
 
       const shown = await service.http.get(`/v1/tasks/${taskId}`).set('authorization', tenant.auth);
       expect(receiver.accepted().at(-1)!.body).toEqual(shown.body);
@@ -91,9 +97,7 @@ describe('signed notifications to the client', () => {
   test('when the client asks for a redelivery, then the latest notification is sent again under a new webhook-id', async () => {
     const receiver = await new WebhookReceiver(secret).start();
     try {
-      const created = await service.http.post('/v1/tasks').set('authorization', tenant.auth).send(validImageTask({ callback_url: receiver.url }));
-      const taskId = created.body.task_id as string;
-      await waitFor(() => receiver.accepted().some((r) => r.body.status === 'succeed'), 'the succeed notification');
+      const taskId = await finishedTaskNotifying(service, tenant.auth, receiver);
       const before = receiver.accepted().length;
 
       const redeliver = await service.http.post(`/v1/tasks/${taskId}/redeliver`).set('authorization', tenant.auth);
@@ -254,9 +258,7 @@ describe('a notification left without a job', () => {
   test('when a pending notification has no job (stored just as its task\'s job finished), then the sweep queues it after NOTIFY_REQUEUE_AFTER_MS and the client receives it', async () => {
     const receiver = await new WebhookReceiver(secret).start();
     try {
-      const created = await service.http.post('/v1/tasks').set('authorization', tenant.auth).send(validImageTask({ callback_url: receiver.url }));
-      const taskId = created.body.task_id as string;
-      await waitFor(() => receiver.accepted().some((r) => r.body.status === 'succeed'), 'the succeed notification');
+      const taskId = await finishedTaskNotifying(service, tenant.auth, receiver);
       await waitFor(async () => (await service.runtime.db.webhookDelivery.count({ where: { taskId, state: 'pending' } })) === 0, 'deliveries recorded');
 
       const id = newDeliveryId();
