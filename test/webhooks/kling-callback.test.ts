@@ -343,7 +343,7 @@ describe('Kling callbacks: ahead of the answer to our submit', () => {
 
   beforeAll(async () => {
     // Kling holds its answer to the create; the task exists upstream (and may call back) meanwhile.
-    ({ service, auth } = await startService({ callbacks: 'none', createDelayMs: 1_500 }));
+    ({ service, auth } = await startService({ callbacks: 'none', createDelayMs: 3_000 }));
   });
   afterAll(() => service.stop());
 
