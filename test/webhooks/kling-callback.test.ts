@@ -342,8 +342,9 @@ describe('Kling callbacks: ahead of the answer to our submit', () => {
   let auth: string;
 
   beforeAll(async () => {
-    // Kling holds its answer to the create; the task exists upstream (and may call back) meanwhile.
-    ({ service, auth } = await startService({ callbacks: 'none', createDelayMs: 3_000 }));
+    // Kling holds its answer to the create (under the request timeout); the task exists upstream (and may
+    // call back) meanwhile.
+    ({ service, auth } = await startService({ callbacks: 'none', createDelayMs: 3_000 }, { KLING_REQUEST_TIMEOUT_MS: '10000' }));
   });
   afterAll(() => service.stop());
 
