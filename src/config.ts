@@ -71,6 +71,12 @@ const envSchema = z
     ALLOW_PRIVATE_CALLBACKS: flag(false),
     /** How long a client's webhook receiver may take to answer one notification. */
     WEBHOOK_TIMEOUT_MS: positiveInt.default(10_000),
+    /**
+     * Tasks whose notifications one worker process delivers at once. They wait on clients' receivers (up
+     * to WEBHOOK_TIMEOUT_MS each), not on Kling, so KLING_CONCURRENCY (5), which bounded them before, let
+     * five slow receivers hold up every other tenant's notifications in that process.
+     */
+    NOTIFY_CONCURRENCY: positiveInt.default(50),
     /** Comma-separated waits before each retry of a failed notification (default about a day in all). */
     WEBHOOK_RETRY_SCHEDULE_MS: z
       .string()
@@ -151,7 +157,7 @@ export interface Config {
   };
   webhookSigningSecret: string | undefined;
   allowPrivateCallbacks: boolean;
-  webhook: { timeoutMs: number; retryScheduleMs: number[] };
+  webhook: { timeoutMs: number; retryScheduleMs: number[]; concurrency: number };
   media: { precheck: boolean; fetchTimeoutMs: number; maxRedirects: number; cacheTtlMs: number };
   adminToken: string | undefined;
   /** Undefined: finished tasks are kept forever. */
@@ -223,7 +229,7 @@ export function parseConfig(source: NodeJS.ProcessEnv = process.env): Config {
     },
     webhookSigningSecret: e.WEBHOOK_SIGNING_SECRET,
     allowPrivateCallbacks: e.ALLOW_PRIVATE_CALLBACKS,
-    webhook: { timeoutMs: e.WEBHOOK_TIMEOUT_MS, retryScheduleMs: e.WEBHOOK_RETRY_SCHEDULE_MS },
+    webhook: { timeoutMs: e.WEBHOOK_TIMEOUT_MS, retryScheduleMs: e.WEBHOOK_RETRY_SCHEDULE_MS, concurrency: e.NOTIFY_CONCURRENCY },
     media: { precheck: e.MEDIA_PRECHECK, fetchTimeoutMs: e.MEDIA_FETCH_TIMEOUT_MS, maxRedirects: e.MEDIA_MAX_REDIRECTS, cacheTtlMs: e.MEDIA_CACHE_TTL_MS },
     adminToken: e.ADMIN_TOKEN,
     sandboxStepDelayMs: e.SANDBOX_STEP_DELAY_MS,

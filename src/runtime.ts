@@ -209,6 +209,7 @@ export function startWorkerProcessors(runtime: Runtime, publicBaseUrl: string): 
       connection: runtime.redis,
       queuePrefix: config.queuePrefix,
       concurrency: config.kling.concurrency,
+      notifyConcurrency: config.webhook.concurrency,
       rateLimit: config.kling.rateLimit,
       stalledIntervalMs: config.worker.stalledIntervalMs,
       lockDurationMs: config.worker.lockDurationMs,

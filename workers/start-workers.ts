@@ -13,6 +13,8 @@ export interface WorkerOptions {
   queuePrefix: string;
   /** Jobs in progress per queue and process; upstream requests are capped separately by the Kling client. */
   concurrency: number;
+  /** Notify jobs in progress per process (NOTIFY_CONCURRENCY): they wait on clients' receivers, not on Kling. */
+  notifyConcurrency: number;
   /** Creates sent to Kling per window, across all worker processes (BullMQ's global queue limiter). */
   rateLimit: { max: number; durationMs: number };
   stalledIntervalMs: number;
@@ -60,7 +62,7 @@ export async function startWorkers(deps: Deps, options: WorkerOptions): Promise<
     },
     { ...common, settings: { backoffStrategy } },
   );
-  const notify = new Worker(NOTIFY_QUEUE, (job: Job) => notifyClient(deps, job), { ...common, settings: { backoffStrategy } });
+  const notify = new Worker(NOTIFY_QUEUE, (job: Job) => notifyClient(deps, job), { ...common, concurrency: options.notifyConcurrency, settings: { backoffStrategy } });
   // The scheduler emits one sweep job per interval whatever the number of worker processes, and each
   // process runs at most one at a time: the sweep never runs twice concurrently on one task list.
   const maintenance = new Worker(MAINTENANCE_QUEUE, () => runMaintenanceSweep(deps), { ...common, concurrency: 1 });

@@ -19,12 +19,19 @@ export class WebhookReceiver {
   readonly received: ReceivedWebhook[] = [];
   private readonly server: Server;
   url = '';
+  /** Requests being answered right now, and the most there were at once. */
+  private inFlight = 0;
+  maxInFlight = 0;
 
+  /** `answerDelayMs`: each answer is held this long (a slow receiver). */
   constructor(
     private readonly secret: string | undefined,
     private failFirst = 0,
+    private readonly answerDelayMs = 0,
   ) {
     this.server = createServer((req, res) => {
+      this.inFlight++;
+      this.maxInFlight = Math.max(this.maxInFlight, this.inFlight);
       let raw = '';
       req.setEncoding('utf8');
       req.on('data', (chunk: string) => (raw += chunk));
@@ -41,7 +48,10 @@ export class WebhookReceiver {
         const answered = this.failFirst > 0 ? 500 : 204;
         if (this.failFirst > 0) this.failFirst--;
         this.received.push({ headers: req.headers, body: JSON.parse(raw), raw, verified, answered });
-        res.writeHead(answered).end();
+        setTimeout(() => {
+          this.inFlight--;
+          res.writeHead(answered).end();
+        }, this.answerDelayMs);
       });
     });
   }

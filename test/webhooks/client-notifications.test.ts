@@ -272,3 +272,30 @@ describe('a notification left without a job', () => {
     }
   });
 });
+
+describe('notifications to slow receivers (KLING_CONCURRENCY=1, NOTIFY_CONCURRENCY=4)', () => {
+  let service: TestService;
+  let tenant: Awaited<ReturnType<TestService['createTenant']>>;
+
+  beforeAll(async () => {
+    service = await startTestService({ env: { KLING_CONCURRENCY: '1', NOTIFY_CONCURRENCY: '4' } });
+    tenant = await service.createTenant();
+  });
+  afterAll(() => service.stop());
+
+  test('when receivers take their time, then notifications of different tasks are delivered side by side, beyond the Kling request limit', async () => {
+    // Unsigned check: this test is about how many are in flight, not their signatures.
+    const receiver = await new WebhookReceiver(undefined, 0, 400).start();
+    try {
+      const created = await Promise.all(
+        [1, 2, 3, 4].map(() => service.http.post('/v1/tasks').set('authorization', tenant.auth).send(validImageTask({ callback_url: receiver.url }))),
+      );
+      const taskIds = created.map((response) => response.body.task_id as string);
+      await waitFor(() => taskIds.every((id) => receiver.accepted().some((r) => r.body.task_id === id && r.body.status === 'succeed')), 'every succeed notification', 30_000);
+
+      expect(receiver.maxInFlight).toBeGreaterThan(1);
+    } finally {
+      await receiver.stop();
+    }
+  });
+});
