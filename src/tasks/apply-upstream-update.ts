@@ -1,7 +1,7 @@
 import type { TaskChanges, TaskRecord, TaskRepository } from '../db/task-repository';
 import type { Enqueuer } from '../queue/enqueue';
 import type { KlingTask } from '../upstream/kling-wire';
-import { upstreamExternalId } from './submission-round';
+import { otherRoundReason } from './submission-round';
 import { isTerminal, type TaskStatus } from './task-status';
 
 export type UpdateSource = 'callback' | 'poll' | 'submit';
@@ -19,6 +19,9 @@ export interface ApplyUpdateDeps {
 }
 
 const hasElements = (snapshot: KlingTask): boolean => (snapshot.task_result?.elements?.length ?? 0) > 0;
+
+/** What every event about Kling's report records of it. */
+const reportDetail = (snapshot: KlingTask) => ({ upstream_status: snapshot.task_status, upstream_task_id: snapshot.task_id });
 
 /** What Kling's report writes to the task whatever the task was (the rest depends on the row). */
 function reportedChanges(snapshot: KlingTask, now: Date): TaskChanges {
@@ -51,7 +54,7 @@ export async function applyUpstreamUpdate(
 ): Promise<UpdateOutcome> {
   const now = new Date();
   const next: TaskStatus = snapshot.task_status;
-  const detail = { ...extraDetail, upstream_status: snapshot.task_status, upstream_task_id: snapshot.task_id };
+  const detail = { ...extraDetail, ...reportDetail(snapshot) };
 
   // A callback may omit task_result.elements (Kling documents none for element tasks): terminal states
   // never change again, so the task only becomes `succeed` once the element itself is known.
@@ -96,14 +99,14 @@ export async function applyUpstreamUpdate(
  */
 export async function applyCallbackWithoutReading(deps: ApplyUpdateDeps, taskId: string, round: number, snapshot: KlingTask): Promise<TaskRecord | null> {
   if (snapshot.task_status === 'succeed' && !hasElements(snapshot)) return null;
-  const external = snapshot.task_info?.external_task_id;
-  if (external && external !== upstreamExternalId({ id: taskId, resubmissions: round })) return null;
+  // The round itself and the upstream id are conditions of the UPDATE; this leaves the external_task_id check.
+  if (otherRoundReason({ id: taskId, resubmissions: round, upstreamTaskId: null }, snapshot, round)) return null;
   const now = new Date();
   return deps.tasks.transition(
     taskId,
     snapshot.task_status,
     { upstreamTaskId: snapshot.task_id, ...reportedChanges(snapshot, now), firstSubmittedAt: now },
-    { type: 'callback', detail: { upstream_status: snapshot.task_status, upstream_task_id: snapshot.task_id, applied: true } },
+    { type: 'callback', detail: { ...reportDetail(snapshot), applied: true } },
     { resubmissions: round, OR: [{ upstreamTaskId: null }, { upstreamTaskId: snapshot.task_id }] },
   );
 }
