@@ -45,6 +45,8 @@ export interface FakeKlingStats {
   callbackErrorExamples: string[];
   /** Callback sent → GET shows the status, ms. */
   visibleMs: number[];
+  /** When each of visibleMs's callbacks was sent (wall clock, epoch ms), to split the burst by time. */
+  visibleSentAt: number[];
   /** Callback sent → its answer read, ms (the first part of visibleMs). */
   callbackAnsweredMs: number[];
   /**
@@ -93,7 +95,7 @@ class BenchFakeKling {
   stats: FakeKlingStats = BenchFakeKling.emptyStats();
 
   static emptyStats(): FakeKlingStats {
-    return { creates: 0, duplicateCreates: 0, gets: 0, callbacksSent: 0, clientWebhooks: 0, callbackErrors: 0, callbackErrorExamples: [], visibleMs: [], callbackAnsweredMs: [], callbackAnsweredOnNewConnectionMs: [], visibleFailures: 0, pendingCallbacks: 0, keepAliveRetries: 0 };
+    return { creates: 0, duplicateCreates: 0, gets: 0, callbacksSent: 0, clientWebhooks: 0, callbackErrors: 0, callbackErrorExamples: [], visibleMs: [], visibleSentAt: [], callbackAnsweredMs: [], callbackAnsweredOnNewConnectionMs: [], visibleFailures: 0, pendingCallbacks: 0, keepAliveRetries: 0 };
   }
 
   async start(): Promise<string> {
@@ -201,6 +203,7 @@ class BenchFakeKling {
   private async callback(task: FakeTask): Promise<void> {
     const status = task.task_status;
     const started = performance.now();
+    const sentAt = Date.now();
     this.stats.callbacksSent++;
     try {
       const answer = await this.http('POST', task.callbackUrl!, JSON.stringify(this.view(task)));
@@ -216,10 +219,10 @@ class BenchFakeKling {
       return;
     }
     // Measured off the callback path: the next callback does not wait for the client's view.
-    if (this.measure && task.task_info.external_task_id) void this.measureVisible(task.task_info.external_task_id, status, started);
+    if (this.measure && task.task_info.external_task_id) void this.measureVisible(task.task_info.external_task_id, status, started, sentAt);
   }
 
-  private async measureVisible(taskId: string, status: string, started: number): Promise<void> {
+  private async measureVisible(taskId: string, status: string, started: number, sentAt: number): Promise<void> {
     const deadline = started + VISIBLE_TIMEOUT_MS;
     try {
       for (;;) {
@@ -228,6 +231,7 @@ class BenchFakeKling {
           const seen = (JSON.parse(answer.body) as { status: string }).status;
           if ((RANK[seen] ?? -1) >= RANK[status]!) {
             this.stats.visibleMs.push(performance.now() - started);
+            this.stats.visibleSentAt.push(sentAt);
             return;
           }
         }

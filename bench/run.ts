@@ -517,6 +517,7 @@ async function main(): Promise<void> {
       const allSucceededS = t.last_completed ? (t.last_completed.getTime() - t0) / 1000 : Number.NaN;
       const workerSpanS = t.first_submitted && t.last_submitted ? (t.last_submitted.getTime() - t.first_submitted.getTime()) / 1000 : Number.NaN;
       const visible = summarize(fakeStats.visibleMs);
+      const visibleByTime = splitByTime(fakeStats.visibleMs, fakeStats.visibleSentAt, t0, burst.elapsedS);
       const answered = summarize(callbackAnswerTimesMs(api.logFile, t0));
       const complete = succeed === options.burst;
       const peak = { api: Math.max(before.api, ...rss.api.filter(Number.isFinite)), worker: Math.max(before.worker, ...rss.worker.filter(Number.isFinite)) };
@@ -554,6 +555,9 @@ async function main(): Promise<void> {
         callback_keep_alive_retries: fakeStats.keepAliveRetries,
         callback_error_examples: fakeStats.callbackErrorExamples,
         callback_to_visible: { ...visible, failures: fakeStats.visibleFailures },
+        callback_to_visible_while_posting: visibleByTime.whilePosting,
+        callback_to_visible_after_posting: visibleByTime.afterPosting,
+        callback_to_visible_per_5_s: visibleByTime.perWindow,
         callback_sent_to_answered: summarize(fakeStats.callbackAnsweredMs),
         callback_sent_to_answered_on_new_connection: summarize(fakeStats.callbackAnsweredOnNewConnectionMs),
         fake_kling_event_loop_delay_ms: fakeStats.eventLoopDelayMs ?? null,
@@ -609,6 +613,27 @@ async function main(): Promise<void> {
 
 type Json = Record<string, any>;
 
+/**
+ * Callback → visible split by when the callback was sent: while the burst's creates were still being
+ * posted (the API also busy accepting them) or after, and by 5 s window since the burst began.
+ */
+function splitByTime(samplesMs: number[], sentAt: number[], burstStartedAt: number, postingS: number) {
+  const postingEnd = burstStartedAt + postingS * 1000;
+  const whilePosting: number[] = [];
+  const afterPosting: number[] = [];
+  const windows = new Map<number, number[]>();
+  samplesMs.forEach((ms, i) => {
+    const at = sentAt[i]!;
+    (at < postingEnd ? whilePosting : afterPosting).push(ms);
+    const window = Math.max(0, Math.floor((at - burstStartedAt) / 5000)) * 5;
+    const list = windows.get(window) ?? [];
+    list.push(ms);
+    windows.set(window, list);
+  });
+  const perWindow = [...windows.entries()].sort(([a], [b]) => a - b).map(([from_s, list]) => ({ from_s, ...summarize(list) }));
+  return { whilePosting: summarize(whilePosting), afterPosting: summarize(afterPosting), perWindow };
+}
+
 function evaluateTargets(result: Json): Json {
   const targets: Json = {};
   const submit = result.submit as Json | undefined;
@@ -660,6 +685,8 @@ function printTables(result: Json): void {
           ['end-to-end tasks/s', fmt(burst.e2e_tasks_per_s, 0)],
           ['worker tasks/s (submitted upstream)', fmt(burst.worker_tasks_per_s, 0)],
           ['callback → visible p50 / p99 / max', `${p50p99max(v)} (${v.count} callbacks)`],
+          ['  sent while the burst was being posted', `${p50p99max(burst.callback_to_visible_while_posting)} (${burst.callback_to_visible_while_posting.count})`],
+          ['  sent after', `${p50p99max(burst.callback_to_visible_after_posting)} (${burst.callback_to_visible_after_posting.count})`],
           [
             '  of which the API: received → answered',
             burst.callback_received_to_answered_by_api.count
