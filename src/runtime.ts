@@ -134,6 +134,7 @@ export async function startApi(runtime: Runtime): Promise<{ server: Server; base
     adminToken: config.adminToken,
     sseHeartbeatMs: config.sseHeartbeatMs,
     maxConcurrentCreates: config.maxConcurrentCreates,
+    callbackTargetMs: config.callbackTargetMs,
     fairShare: config.fairShare,
     readinessChecks: {
       postgres: async () => {

@@ -58,6 +58,8 @@ export interface AppDeps {
   sseHeartbeatMs: number;
   /** API_MAX_CONCURRENT_CREATES: creates read and stored at once per process (see create-admission.ts). */
   maxConcurrentCreates: number;
+  /** API_CALLBACK_TARGET_MS: a callback's time above which creates give way further (see creates-beside-callbacks.ts). */
+  callbackTargetMs: number;
 }
 
 /** Ten images of 10 MB in base64 fit; anything bigger is not a valid create request. */
@@ -75,7 +77,7 @@ export function createApp(deps: AppDeps): Express {
   app.use(requestLogging(deps.logger));
   // The busiest routes first: Express tries every earlier router on every request. No other route
   // lives under these paths, so the order changes nothing else.
-  const creates = createAdmission(deps.maxConcurrentCreates);
+  const creates = createAdmission(deps.maxConcurrentCreates, { targetMs: deps.callbackTargetMs });
   app.use(
     '/v1/tasks',
     chain(authenticateApiKey(deps.apiKeys ?? deps.tenants), jsonBody(JSON_BODY_LIMIT_BYTES), creates.admit, (req, _res, next) => {

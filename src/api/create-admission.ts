@@ -1,5 +1,6 @@
 import type { RequestHandler, Response } from 'express';
 import { createSemaphore } from '../semaphore';
+import { createsBesideCallbacks, type CreatesBesideCallbacksOptions } from './creates-beside-callbacks';
 
 const RELEASE = 'releaseCreatePermit';
 
@@ -8,7 +9,7 @@ export interface CreateAdmission {
   admit: RequestHandler;
   /** The same for every request it sees: mounted on another surface's create route (Kling-compatible). */
   admitCreate: RequestHandler;
-  /** Mounted before Kling's callback route: while a callback is being handled, creates give way. */
+  /** Mounted before Kling's callback route: while callbacks come in, creates give way as far as they need. */
   giveWay: RequestHandler;
 }
 
@@ -18,18 +19,15 @@ export interface CreateAdmission {
  * than the API can store, the API otherwise holds every arriving create at once and everything else
  * waits behind them: Kling's callbacks and clients' GETs then see the new status only after hundreds of
  * milliseconds (`npm run bench`, burst phase). With the limit they queue behind a few creates at most,
- * and creates still share their batches (batcher.ts). While any Kling callback is in flight the limit is
- * halved: callbacks are what make a task's news visible, and the full limit's larger batches pay only
- * for a stream of creates alone (bench: a fixed half limit cost a fifth of peak create throughput; halved
- * only while callbacks are in flight, the burst's callback → visible p50 fell from 129–136 to 62–73 ms
- * with creates alone as fast as before). The permit is given back once the task is stored
- * (`createStored`), so a create that then waits for its task (`Prefer: wait`) holds none; a client that
- * gave up while waiting is skipped.
+ * and creates still share their batches (batcher.ts). While Kling's callbacks are coming in, creates get
+ * only the share that keeps callbacks within their target time (creates-beside-callbacks.ts): callbacks
+ * are what make a task's news visible, and a stream of creates alone still gets the full limit's larger,
+ * cheaper batches. The permit is given back once the task is stored (`createStored`), so a create that
+ * then waits for its task (`Prefer: wait`) holds none; a client that gave up while waiting is skipped.
  */
-export function createAdmission(limit: number): CreateAdmission {
-  let callbacksInFlight = 0;
-  const whileCallbacks = Math.max(1, Math.floor(limit / 2));
-  const withPermit = createSemaphore(() => (callbacksInFlight > 0 ? whileCallbacks : limit));
+export function createAdmission(limit: number, besideCallbacks: Omit<CreatesBesideCallbacksOptions, 'max'>): CreateAdmission {
+  const share = createsBesideCallbacks({ ...besideCallbacks, max: limit });
+  const withPermit = createSemaphore(share.limit);
 
   const admitCreate: RequestHandler = (req, res, next) => {
     void withPermit(
@@ -53,14 +51,14 @@ export function createAdmission(limit: number): CreateAdmission {
   };
 
   const giveWay: RequestHandler = (_req, res, next) => {
-    callbacksInFlight++;
+    share.callbackStarted();
+    const started = performance.now();
     let done = false;
     const finished = (): void => {
       if (done) return;
       done = true;
-      callbacksInFlight--;
-      // The full limit again: creates that waited for the halved one may go.
-      if (callbacksInFlight === 0) withPermit.wake();
+      // A larger share: creates that waited for the smaller one may go.
+      if (share.callbackFinished(performance.now() - started)) withPermit.wake();
     };
     res.once('finish', finished);
     res.once('close', finished);

@@ -35,7 +35,7 @@ describe('create admission (API_MAX_CONCURRENT_CREATES)', () => {
 
   beforeAll(async () => {
     const app = express();
-    app.use(createAdmission(1).admit);
+    app.use(createAdmission(1, { targetMs: 20 }).admit);
     app.post('/', async (req, res) => {
       const name = String(req.query.name);
       started.push(name);
@@ -94,19 +94,24 @@ describe('create admission (API_MAX_CONCURRENT_CREATES)', () => {
 });
 
 /**
- * Creates give way to Kling's callbacks: while one is being handled, half the limit applies. A real app
- * on loopback again; the test holds the callback and the creates' stores open with gates.
+ * Creates give way to Kling's callbacks: while they come in, creates get half the limit, less while
+ * callbacks take longer than their target, more while they keep to it (creates-beside-callbacks.ts has
+ * the rule's own tests). A real app on loopback again; the test holds the callbacks and the creates'
+ * stores open with gates. The target (300 ms) and the quiet time (400 ms) are far from how long an
+ * unheld request takes, so which create starts is decided by the gates, not by the machine's speed.
  */
-describe('create admission while Kling\'s callbacks are in flight', () => {
+describe('create admission while Kling\'s callbacks come in', () => {
+  const TARGET_MS = 300;
+  const QUIET_MS = 400;
   let server: Server;
   let baseUrl: string;
   const storeGates: (() => void)[] = [];
-  let callbackGate: (() => void) | undefined;
+  const callbackGates: (() => void)[] = [];
   const started: string[] = [];
 
   beforeAll(async () => {
     const app = express();
-    const creates = createAdmission(2);
+    const creates = createAdmission(2, { targetMs: TARGET_MS, intervalMs: 100, quietAfterMs: QUIET_MS });
     app.use('/tasks', creates.admit);
     app.post('/tasks', async (req, res) => {
       started.push(String(req.query.name));
@@ -114,46 +119,91 @@ describe('create admission while Kling\'s callbacks are in flight', () => {
       createStored(res);
       res.json({ created: req.query.name });
     });
-    app.post('/callback', creates.giveWay, async (_req, res) => {
-      await new Promise<void>((open) => (callbackGate = open));
+    app.post('/callback', creates.giveWay, async (req, res) => {
+      if (req.query.held !== undefined) await new Promise<void>((open) => callbackGates.push(open));
       res.json({ received: true });
     });
     ({ server, baseUrl } = await listenOnLoopback(app));
   });
   afterAll(() => closeServer(server));
+  beforeEach(async () => {
+    started.length = 0;
+    // Each test starts from a quiet API: no callback seen for the quiet time.
+    await sleep(QUIET_MS + 100);
+  });
 
-  const settle = () => new Promise((resolve) => setTimeout(resolve, 100));
+  const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
   const post = (name: string) => fetch(`${baseUrl}/tasks?name=${name}`, { method: 'POST' }).then((response) => response.json());
+  const callback = (query = '') => fetch(`${baseUrl}/callback${query}`, { method: 'POST' }).then((response) => response.json());
+  /** Opens every store gate, including those of creates that start meanwhile, until `creates` are answered. */
+  const openStores = async (...creates: Promise<unknown>[]) => {
+    let answered = false;
+    const all = Promise.all(creates).finally(() => (answered = true));
+    while (!answered) {
+      while (storeGates.length > 0) storeGates.shift()!();
+      await sleep(10);
+    }
+    await all;
+  };
 
-  test('when a callback is in flight, then creates go one at a time (half the limit of 2), and two at once again when it is answered', async () => {
-    const callback = fetch(`${baseUrl}/callback`, { method: 'POST' }).then((response) => response.json());
-    await waitFor(() => callbackGate !== undefined);
+  test('when a callback is in flight, then creates go one at a time (half the limit of 2), and two at once when callbacks have been quiet', async () => {
+    const held = callback('?held');
+    await waitFor(() => callbackGates.length === 1);
 
     const first = post('first');
     const second = post('second');
     await waitFor(() => started.length === 1);
-    await settle();
+    await sleep(100);
     expect(started).toEqual(['first']);
 
-    callbackGate!();
-    await expect(callback).resolves.toEqual({ received: true });
+    callbackGates.shift()!();
+    await expect(held).resolves.toEqual({ received: true });
+    // Quiet for long enough: the full limit applies again, and the waiting create goes once a permit
+    // is given back.
+    await sleep(QUIET_MS + 100);
+    await openStores(first);
     await waitFor(() => started.length === 2);
-    expect(started).toEqual(['first', 'second']);
+    await openStores(second);
 
-    storeGates.shift()!();
-    storeGates.shift()!();
-    await expect(first).resolves.toEqual({ created: 'first' });
-    await expect(second).resolves.toEqual({ created: 'second' });
+    started.length = 0;
+    const both = [post('a'), post('b')];
+    await waitFor(() => started.length === 2);
+    await openStores(...both);
   });
 
-  test('when no callback is in flight, then the full limit of 2 applies', async () => {
-    started.length = 0;
-    const first = post('a');
-    const second = post('b');
-    await waitFor(() => started.length === 2);
+  test('when a callback takes longer than the target, then creates give way further: one at a time where half the limit of 4 would let two go', async () => {
+    // Limit 4: half is 2 while callbacks come in; a slow callback halves it to 1.
+    const app = express();
+    const creates = createAdmission(4, { targetMs: TARGET_MS, intervalMs: 100, quietAfterMs: 10_000 });
+    app.use('/tasks', creates.admit);
+    app.post('/tasks', async (req, res) => {
+      started.push(String(req.query.name));
+      await new Promise<void>((open) => storeGates.push(open));
+      createStored(res);
+      res.json({ created: req.query.name });
+    });
+    app.post('/callback', creates.giveWay, async (req, res) => {
+      if (req.query.held !== undefined) await sleep(Number(req.query.held));
+      res.json({ received: true });
+    });
+    const own = await listenOnLoopback(app);
+    const postTo = (name: string) => fetch(`${own.baseUrl}/tasks?name=${name}`, { method: 'POST' }).then((response) => response.json());
+    try {
+      await fetch(`${own.baseUrl}/callback?held=${TARGET_MS + 200}`, { method: 'POST' });
+      const creates3 = [postTo('x'), postTo('y'), postTo('z')];
+      await waitFor(() => started.length === 1);
+      await sleep(100);
+      expect(started).toEqual(['x']);
 
-    storeGates.shift()!();
-    storeGates.shift()!();
-    await expect(Promise.all([first, second])).resolves.toEqual([{ created: 'a' }, { created: 'b' }]);
+      // Callbacks that keep to the target raise the share again, one per interval: 2.
+      await sleep(150);
+      await fetch(`${own.baseUrl}/callback`, { method: 'POST' });
+      await waitFor(() => started.length === 2);
+      await sleep(100);
+      expect(started).toEqual(['x', 'y']);
+      await openStores(...creates3);
+    } finally {
+      await closeServer(own.server);
+    }
   });
 });

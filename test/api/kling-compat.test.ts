@@ -418,7 +418,7 @@ describe('Kling-compatible surface, requests and errors (workers off)', () => {
     function appWithFailingAuth(error: Error) {
       const tenants = { ...service.runtime.tenants, authenticate: async () => Promise.reject(error) } as TenantRepository;
       return supertest(
-        createApp({ ...service.runtime, tenants, apiKeys: tenants, allowPrivateCallbacks: true, readinessChecks: {}, sseHeartbeatMs: 15_000, fairShare: true, maxConcurrentCreates: 16 }),
+        createApp({ ...service.runtime, tenants, apiKeys: tenants, allowPrivateCallbacks: true, readinessChecks: {}, sseHeartbeatMs: 15_000, fairShare: true, maxConcurrentCreates: 16, callbackTargetMs: 20 }),
       );
     }
 
