@@ -3,7 +3,7 @@ import type { Redis } from 'ioredis';
 import type { Metrics } from '../src/metrics/metrics';
 import { bullPrefix, MAINTENANCE_QUEUE, NOTIFY_QUEUE, POLL_QUEUE, SUBMIT_QUEUE, UPSTREAM_BACKOFF } from '../src/queue/queues';
 import { runMaintenanceSweep, type MaintenanceSweepDeps } from './maintenance-sweep';
-import { notifyClient, type NotifyClientDeps } from './notify-client';
+import { notifyAgainIfPending, notifyClient, type NotifyClientDeps } from './notify-client';
 import { pollTask, type PollTaskDeps } from './poll-task';
 import { RetryLater, retryDelayMs } from './retry-backoff';
 import { submitTask, type SubmitTaskDeps } from './submit-task';
@@ -63,6 +63,10 @@ export async function startWorkers(deps: Deps, options: WorkerOptions): Promise<
     { ...common, settings: { backoffStrategy } },
   );
   const notify = new Worker(NOTIFY_QUEUE, (job: Job) => notifyClient(deps, job), { ...common, concurrency: options.notifyConcurrency, settings: { backoffStrategy } });
+  notify.on('completed', (job) => {
+    // If this fails (Postgres or Redis away), the sweep re-queues the notification after NOTIFY_REQUEUE_AFTER_MS.
+    notifyAgainIfPending(deps, job).catch((error) => deps.logger.warn({ taskId: job.data?.taskId, err: error }, 'could not check for notifications stored as the job ended'));
+  });
   // The scheduler emits one sweep job per interval whatever the number of worker processes, and each
   // process runs at most one at a time: the sweep never runs twice concurrently on one task list.
   const maintenance = new Worker(MAINTENANCE_QUEUE, () => runMaintenanceSweep(deps), { ...common, concurrency: 1 });

@@ -37,6 +37,20 @@ const DELIVERY_COLUMNS = 'id, task_id, url, payload, task_state, state, attempts
 const NEXT_PENDING_SQL = `SELECT ${DELIVERY_COLUMNS} FROM webhook_deliveries WHERE task_id = $1 AND state = 'pending' ORDER BY id LIMIT 1`;
 
 /**
+ * What a task's notification job starts from, as one statement: the task's request (a stored change is
+ * rendered with it), the tenant's signing secret (only for tasks created on /v1: Kling-style
+ * notifications are unsigned, as Kling's are) and the task's oldest pending delivery. No row: no such task.
+ */
+const JOB_START_SQL = `SELECT t.request AS task_request,
+  CASE WHEN t.callback_format = 'standard' THEN n.webhook_secret END AS signing_secret,
+  ${DELIVERY_COLUMNS.split(', ').map((column) => `d.${column}`).join(', ')}
+FROM tasks t JOIN tenants n ON n.id = t.tenant_id
+LEFT JOIN LATERAL (
+  SELECT ${DELIVERY_COLUMNS} FROM webhook_deliveries WHERE task_id = t.id AND state = 'pending' ORDER BY id LIMIT 1
+) d ON true
+WHERE t.id = $1`;
+
+/**
  * One attempt recorded in the delivery row and the task's timeline, and the task's next pending delivery
  * read, as one statement. The final SELECT sees the rows as they were when the statement began, so the
  * delivery just attempted is left out by id (it is still pending there).
@@ -56,10 +70,27 @@ WHERE d.state = 'pending' AND d.id <> $1
 ORDER BY d.id LIMIT 1`;
 
 const fromSql = (row: DeliverySqlRow | undefined): DeliveryRecord | null =>
-  row ? { id: row.id, taskId: row.task_id, url: row.url, payload: row.payload, taskState: row.task_state, state: row.state, attempts: row.attempts, createdAt: row.created_at } : null;
+  row?.id ? { id: row.id, taskId: row.task_id, url: row.url, payload: row.payload, taskState: row.task_state, state: row.state, attempts: row.attempts, createdAt: row.created_at } : null;
+
+/** A notification job's starting point (see JOB_START_SQL). */
+export interface NotificationJobStart {
+  taskRequest: Record<string, unknown>;
+  /** Undefined: send unsigned. */
+  signingSecret: string | undefined;
+  /** The task's oldest pending delivery; null when none is pending. */
+  next: DeliveryRecord | null;
+}
 
 export function createDeliveryRepository(db: Db) {
   return {
+    /** The task's request, its signing secret and its oldest pending delivery; null when there is no such task. */
+    async jobStart(taskId: string): Promise<NotificationJobStart | null> {
+      const { rows } = await sqlPool(db).query<DeliverySqlRow & { task_request: Record<string, unknown>; signing_secret: string | null }>(prepared(JOB_START_SQL, [taskId]));
+      const row = rows[0];
+      if (!row) return null;
+      return { taskRequest: row.task_request, signingSecret: row.signing_secret ?? undefined, next: fromSql(row) };
+    },
+
     /** The task's oldest undelivered notification: deliveries go out one at a time, in order. */
     async nextPending(taskId: string): Promise<DeliveryRecord | null> {
       const { rows } = await sqlPool(db).query<DeliverySqlRow>(prepared(NEXT_PENDING_SQL, [taskId]));

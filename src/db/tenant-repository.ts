@@ -15,7 +15,6 @@ const AUTHENTICATE_SQL = `SELECT k.id, k.tenant_id, t.name AS tenant_name, k.rev
   FROM api_keys k JOIN tenants t ON t.id = k.tenant_id WHERE k.key_hash = $1`;
 
 /** Read for every notification job (the worker's hot path), so plain SQL rather than Prisma. */
-const WEBHOOK_SECRET_SQL = 'SELECT webhook_secret FROM tenants WHERE id = $1';
 
 /** Keys are stored only as SHA-256: high-entropy random keys need no slow hash, and lookup stays an index hit. */
 export const hashApiKey = (apiKey: string): string => createHash('sha256').update(apiKey).digest('hex');
@@ -82,11 +81,6 @@ export function createTenantRepository(db: Db) {
     async idOf(tenantName: string): Promise<string | null> {
       const tenant = await db.tenant.findUnique({ where: { name: tenantName }, select: { id: true } });
       return tenant?.id ?? null;
-    },
-
-    async webhookSecretOf(tenantId: string): Promise<string | null> {
-      const { rows } = await sqlPool(db).query<{ webhook_secret: string }>(prepared(WEBHOOK_SECRET_SQL, [tenantId]));
-      return rows[0]?.webhook_secret ?? null;
     },
 
     /** Returns false when no such active key exists. */

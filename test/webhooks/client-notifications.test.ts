@@ -273,6 +273,51 @@ describe('a notification left without a job', () => {
   });
 });
 
+/**
+ * The window the per-task job leaves: a notification stored after the job's last read of the pending ones
+ * but before the job has ended. Its own job could not be queued (the task's job id was still taken), so
+ * the worker looks again once the job has completed. A trigger in the test's own database stores that
+ * notification at the exact moment: when the succeed notification is recorded as delivered, inside the
+ * statement that also reads the next pending one (which, reading as the statement began, cannot see it).
+ * The sweep is off, so nothing else would deliver it.
+ */
+describe('a notification stored as its task\'s job ends', () => {
+  let service: TestService;
+  let tenant: Awaited<ReturnType<TestService['createTenant']>>;
+  let secret: string;
+
+  beforeAll(async () => {
+    service = await startTestService({ env: { SWEEP_INTERVAL_MS: '3600000', NOTIFY_REQUEUE_AFTER_MS: '3600000' } });
+    tenant = await service.createTenant();
+    secret = (await service.runtime.db.tenant.findUniqueOrThrow({ where: { name: tenant.tenant } })).webhookSecret;
+    await service.runtime.db.$executeRawUnsafe(`
+      CREATE FUNCTION store_late_notification() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        INSERT INTO webhook_deliveries (id, task_id, url, payload)
+        VALUES (NEW.id || '_late', NEW.task_id, NEW.url, jsonb_build_object('task_id', NEW.task_id, 'note', 'stored as the job ended'));
+        RETURN NULL;
+      END $$`);
+    await service.runtime.db.$executeRawUnsafe(`
+      CREATE TRIGGER late_notification AFTER UPDATE ON webhook_deliveries FOR EACH ROW
+      WHEN (OLD.state = 'pending' AND NEW.state = 'delivered' AND NEW.task_state ->> 'status' = 'succeed')
+      EXECUTE FUNCTION store_late_notification()`);
+  });
+  afterAll(() => service.stop());
+
+  test('when a notification is stored after the job\'s last read, then it is delivered once the job completes, without the sweep', async () => {
+    const receiver = await new WebhookReceiver(secret).start();
+    try {
+      const taskId = await finishedTaskNotifying(service, tenant.auth, receiver);
+
+      await waitFor(() => receiver.accepted().some((r) => r.body.note === 'stored as the job ended'), 'the notification stored as the job ended', 5_000);
+      expect(receiver.accepted().map((r) => r.body.status ?? r.body.note)).toEqual(['submitted', 'processing', 'succeed', 'stored as the job ended']);
+      await waitFor(async () => (await service.runtime.db.webhookDelivery.count({ where: { taskId, state: 'pending' } })) === 0, 'deliveries recorded');
+    } finally {
+      await receiver.stop();
+    }
+  });
+});
+
 describe('notifications to slow receivers (KLING_CONCURRENCY=1, NOTIFY_CONCURRENCY=4)', () => {
   let service: TestService;
   let tenant: Awaited<ReturnType<TestService['createTenant']>>;
