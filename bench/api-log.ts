@@ -7,6 +7,17 @@ import { readFileSync } from 'node:fs';
  * visible; the fake Kling's measurement adds its own sending, the network and its GETs.
  */
 export function callbackAnswerTimesMs(apiLogFile: string, sinceEpochMs: number): number[] {
+  return answerTimesMs(apiLogFile, { pathPrefix: '/webhooks/kling/', sinceEpochMs });
+}
+
+/**
+ * How long the API took to answer each `POST` whose path starts with `pathPrefix`, logged within the
+ * window: its own share of what a client measured (the client adds its sending, the network and its
+ * own event loop's delays).
+ */
+export function answerTimesMs(apiLogFile: string, window: { pathPrefix: string; sinceEpochMs: number; untilEpochMs?: number }): number[] {
+  const needle = `"${window.pathPrefix}`;
+  const until = window.untilEpochMs ?? Number.POSITIVE_INFINITY;
   let text: string;
   try {
     text = readFileSync(apiLogFile, 'utf8');
@@ -16,10 +27,11 @@ export function callbackAnswerTimesMs(apiLogFile: string, sinceEpochMs: number):
   const times: number[] = [];
   for (const line of text.split('\n')) {
     // Cheap filter first: the file holds every request of the run.
-    if (!line.includes('"/webhooks/kling/')) continue;
+    if (!line.includes(needle)) continue;
     try {
       const record = JSON.parse(line) as { time?: number; msg?: string; responseTime?: number; req?: { method?: string; url?: string } };
-      if (record.msg !== 'request completed' || record.req?.method !== 'POST' || (record.time ?? 0) < sinceEpochMs) continue;
+      const time = record.time ?? 0;
+      if (record.msg !== 'request completed' || record.req?.method !== 'POST' || time < window.sinceEpochMs || time > until) continue;
       if (typeof record.responseTime === 'number') times.push(record.responseTime);
     } catch {
       // Not a log line.

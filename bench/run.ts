@@ -1,10 +1,10 @@
-import { callbackAnswerTimesMs } from './api-log';
+import { answerTimesMs, callbackAnswerTimesMs } from './api-log';
 import { sseFanout } from './sse-fanout';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import path from 'node:path';
-import { performance } from 'node:perf_hooks';
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { Client } from 'pg';
@@ -110,6 +110,13 @@ interface RateFigures {
   latency: ReturnType<typeof summarize>;
   /** By the second requests were due: is the tail a steady property or one spell (e.g. after a lull)? */
   per_second: SecondSummary[];
+  /**
+   * The load generator's own event-loop delay during the run, ms: it shares the machine, and a request it
+   * sends late counts as late (latency runs from when the request was due).
+   */
+  generator_event_loop_delay_ms: { p50: number; p99: number; max: number };
+  /** Ours only: the API's own answer times from its request log (it starts its clock when it reads the request). */
+  server_answer?: ReturnType<typeof summarize>;
 }
 
 const round2 = (value: number): number => Number(value.toFixed(2));
@@ -356,14 +363,29 @@ async function main(): Promise<void> {
       // Half of each one's measured peak, as a fixed arrival rate.
       const half = async (label: string, target: LoadTarget, peak: number): Promise<RateFigures> => {
         const rate = Math.max(1, peak / 2);
+        const loopDelay = monitorEventLoopDelay({ resolution: 5 });
+        loopDelay.enable();
+        const since = Date.now();
         const outcome = await fixedRate(target, {
           connections: options.connections,
           rate,
           durationS: options.halfDurationS,
           onProgress: (done, elapsed) => progress.update(`${label} at ${fmt(rate, 0)}/s: ${done} requests, ${fmt(elapsed, 1)}/${options.halfDurationS} s`),
         });
+        loopDelay.disable();
+        const ms = (ns: number) => round2(ns / 1e6);
+        const generatorDelay = { p50: ms(loopDelay.percentile(50)), p99: ms(loopDelay.percentile(99)), max: ms(loopDelay.max) };
         progress.log(`half-peak ${label.padEnd(5)} ${fmt(outcome.rps, 0)} req/s (target ${fmt(rate, 0)})  p50 ${fmt(outcome.latency.p50_ms, 2)} ms  p99 ${fmt(outcome.latency.p99_ms, 2)} ms  errors ${outcome.errors}`);
-        return { target_rps: round2(rate), rps: round2(outcome.rps), requests: outcome.requests, errors: outcome.errors, latency: outcome.latency, per_second: outcome.perSecond ?? [] };
+        return {
+          target_rps: round2(rate),
+          rps: round2(outcome.rps),
+          requests: outcome.requests,
+          errors: outcome.errors,
+          latency: outcome.latency,
+          per_second: outcome.perSecond ?? [],
+          generator_event_loop_delay_ms: generatorDelay,
+          ...(target === ours ? { server_answer: summarize(answerTimesMs(api.logFile, { pathPrefix: '/v1/tasks', sinceEpochMs: since, untilEpochMs: Date.now() })) } : {}),
+        };
       };
       const halfOurs = await half('ours', ours, oursFigures.rps);
       const halfFloor = await half('floor', floorTarget, floorFigures.rps);
@@ -670,6 +692,10 @@ function printTables(result: Json): void {
       ),
     );
     console.log(`ratio = ours / floor = ${fmt(submit.ratio, 3)}`);
+    const generator = (h: Json) => `${fmt(h.generator_event_loop_delay_ms.p99, 2)} / ${fmt(h.generator_event_loop_delay_ms.max, 2)} ms`;
+    console.log(`half peak: the load generator's own event-loop delay p99 / max: ours ${generator(submit.half_peak.ours)}, floor ${generator(submit.half_peak.floor)}`);
+    const server = submit.half_peak.ours.server_answer;
+    if (server?.count) console.log(`half peak, ours: the API's own answer time (its request log) p50 / p99 / max ${p50p99max(server)}`);
   }
   const burst = result.burst as Json | undefined;
   if (burst) {

@@ -99,6 +99,15 @@ test('when the bench runs in quick mode, then it prints the tables and writes a 
     expect(seconds.length).toBeGreaterThan(0);
     expect(seconds.reduce((n, second) => n + second.count, 0)).toBe(result.submit.half_peak[which].requests);
   }
+  // The API's own answer times come from its request log (LOG_LEVEL info), lines of that run only; the
+  // generator's own delay is reported.
+  expect(result.submit.half_peak.ours.server_answer.count).toBeGreaterThan(0);
+  expect(result.submit.half_peak.ours.server_answer.count).toBeLessThanOrEqual(result.submit.half_peak.ours.requests);
+  expect(result.submit.half_peak.floor.generator_event_loop_delay_ms).toEqual({ p50: expect.any(Number), p99: expect.any(Number), max: expect.any(Number) });
+  // Callback → visible split by when each callback was sent: every measured callback is in one part and one window.
+  const visible = result.burst.callback_to_visible.count;
+  expect(result.burst.callback_to_visible_while_posting.count + result.burst.callback_to_visible_after_posting.count).toBe(visible);
+  expect((result.burst.callback_to_visible_per_5_s as { count: number }[]).reduce((n, window) => n + window.count, 0)).toBe(visible);
   // Callbacks on new connections are a subset of all callbacks answered.
   expect(result.burst.callback_sent_to_answered_on_new_connection.count).toBeLessThanOrEqual(result.burst.callback_sent_to_answered.count);
 });
