@@ -89,7 +89,7 @@ export function createApp(deps: AppDeps): Express {
     taskRoutes({ ...deps, heartbeatMs: deps.sseHeartbeatMs }),
   );
   app.use('/webhooks/kling', creates.giveWay, klingWebhookRoutes(deps));
-  app.use(healthRoutes(deps.readinessChecks));
+  app.use(healthRoutes(deps.readinessChecks, deps.logger));
   if (deps.metrics) app.use(metricsRoutes(deps.metrics));
   app.use(docsRoutes());
   app.use(CONSOLE_PATH, consoleRoutes());
