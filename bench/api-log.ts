@@ -7,15 +7,15 @@ import { readFileSync } from 'node:fs';
  * visible; the fake Kling's measurement adds its own sending, the network and its GETs.
  */
 export function callbackAnswerTimesMs(apiLogFile: string, sinceEpochMs: number): number[] {
-  return answerTimesMs(apiLogFile, { pathPrefix: '/webhooks/kling/', sinceEpochMs });
+  return answerTimesMs(apiLogFile, { method: 'POST', pathPrefix: '/webhooks/kling/', sinceEpochMs });
 }
 
 /**
- * How long the API took to answer each `POST` whose path starts with `pathPrefix`, logged within the
+ * How long the API took to answer each `method` request whose path starts with `pathPrefix`, logged within the
  * window: its own share of what a client measured (the client adds its sending, the network and its
  * own event loop's delays).
  */
-export function answerTimesMs(apiLogFile: string, window: { pathPrefix: string; sinceEpochMs: number; untilEpochMs?: number }): number[] {
+export function answerTimesMs(apiLogFile: string, window: { method: string; pathPrefix: string; sinceEpochMs: number; untilEpochMs?: number }): number[] {
   const needle = `"${window.pathPrefix}`;
   const until = window.untilEpochMs ?? Number.POSITIVE_INFINITY;
   let text: string;
@@ -31,7 +31,7 @@ export function answerTimesMs(apiLogFile: string, window: { pathPrefix: string; 
     try {
       const record = JSON.parse(line) as { time?: number; msg?: string; responseTime?: number; req?: { method?: string; url?: string } };
       const time = record.time ?? 0;
-      if (record.msg !== 'request completed' || record.req?.method !== 'POST' || time < window.sinceEpochMs || time > until) continue;
+      if (record.msg !== 'request completed' || record.req?.method !== window.method || time < window.sinceEpochMs || time > until) continue;
       if (typeof record.responseTime === 'number') times.push(record.responseTime);
     } catch {
       // Not a log line.

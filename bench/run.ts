@@ -384,7 +384,7 @@ async function main(): Promise<void> {
           latency: outcome.latency,
           per_second: outcome.perSecond ?? [],
           generator_event_loop_delay_ms: generatorDelay,
-          ...(target === ours ? { server_answer: summarize(answerTimesMs(api.logFile, { pathPrefix: '/v1/tasks', sinceEpochMs: since, untilEpochMs: Date.now() })) } : {}),
+          ...(target === ours ? { server_answer: summarize(answerTimesMs(api.logFile, { method: 'POST', pathPrefix: '/v1/tasks', sinceEpochMs: since, untilEpochMs: Date.now() })) } : {}),
         };
       };
       const halfOurs = await half('ours', ours, oursFigures.rps);
@@ -541,6 +541,8 @@ async function main(): Promise<void> {
       const visible = summarize(fakeStats.visibleMs);
       const visibleByTime = splitByTime(fakeStats.visibleMs, fakeStats.visibleSentAt, t0, burst.elapsedS);
       const answered = summarize(callbackAnswerTimesMs(api.logFile, t0));
+      // The fake Kling's GETs of the tasks (the second half of callback → visible), as the API timed them.
+      const getsAnswered = summarize(answerTimesMs(api.logFile, { method: 'GET', pathPrefix: '/v1/tasks/', sinceEpochMs: t0 }));
       const complete = succeed === options.burst;
       const peak = { api: Math.max(before.api, ...rss.api.filter(Number.isFinite)), worker: Math.max(before.worker, ...rss.worker.filter(Number.isFinite)) };
       const memory = (which: 'api' | 'worker') => ({
@@ -585,6 +587,7 @@ async function main(): Promise<void> {
         fake_kling_event_loop_delay_ms: fakeStats.eventLoopDelayMs ?? null,
         api_event_loop_delay_ms: apiLoopDelay,
         callback_received_to_answered_by_api: answered,
+        task_get_received_to_answered_by_api: getsAnswered,
         cpu_s: { api: round2(cpuAfterBurst.api - cpuBefore.api), worker: round2(cpuAfterBurst.worker - cpuBefore.worker) },
         client_webhooks: webhooks && { ...webhooks, received: fakeStats.clientWebhooks },
       };
@@ -720,6 +723,7 @@ function printTables(result: Json): void {
               : 'n/a (needs LOG_LEVEL info)',
           ],
           ['  callback sent → its answer read (fake Kling)', p50p99max(burst.callback_sent_to_answered)],
+          ...(burst.task_get_received_to_answered_by_api?.count ? [['  the GETs that follow: received → answered by the API', p50p99max(burst.task_get_received_to_answered_by_api)]] : []),
           ['    of those, on a new connection', `${burst.callback_sent_to_answered_on_new_connection.count} callbacks: ${p50p99max(burst.callback_sent_to_answered_on_new_connection)}`],
           ['  the API\'s event-loop delay p99 / max', `${fmt(burst.api_event_loop_delay_ms.p99, 2)} / ${fmt(burst.api_event_loop_delay_ms.max, 2)} ms`],
           [
