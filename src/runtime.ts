@@ -112,6 +112,8 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
     metrics,
     taskChanges,
     async close() {
+      // Creates already answered may still be queuing their jobs: let them finish while Redis is open.
+      await enqueuer.drain();
       await subscriber.close();
       await queues.close().catch(() => undefined);
       // quit() queues behind commands waiting for an unreachable Redis and never returns; nothing to flush then.

@@ -73,7 +73,29 @@ export function createEnqueuer(queues: TaskQueues, options: EnqueuerOptions) {
     maxBatch: SUBMIT_BATCH_MAX,
     maxInFlight: SUBMIT_BATCHES_IN_FLIGHT,
   });
+  /** Submits being queued after their create was answered (see `queueSubmitAfterAnswer`). */
+  const queuingAfterAnswer = new Set<Promise<void>>();
+
   return {
+    /**
+     * Queues the upstream submit of a task whose row is committed, without its create waiting for it:
+     * the row is what makes the task durable (if this fails, it stays `queued` in Postgres and the
+     * maintenance sweep queues it again), so the answer need not wait for Redis too. `onFailure` records
+     * why it failed. `drain` waits for these on shutdown.
+     */
+    queueSubmitAfterAnswer(task: SubmitTarget, onFailure: (error: Error) => Promise<void>): void {
+      const queuing: Promise<void> = this.enqueueSubmit(task)
+        .catch((error: Error) => onFailure(error))
+        .catch(() => undefined)
+        .finally(() => queuingAfterAnswer.delete(queuing));
+      queuingAfterAnswer.add(queuing);
+    },
+
+    /** Waits for the submits still being queued after their answers (before Redis and Postgres close). */
+    async drain(): Promise<void> {
+      await Promise.all([...queuingAfterAnswer]);
+    },
+
     /**
      * Queues the upstream submit. The job id is the task id, so adding it again while the job exists is a
      * no-op: re-queuing a stuck task can never create a second submit job. Concurrent calls share one

@@ -49,6 +49,7 @@ describe('many creates at once (workers off: tasks stay queued)', () => {
     // They were committed together: rows of one statement share its transaction's timestamp.
     expect(new Set(rows.map((row) => row.createdAt.getTime())).size).toBeLessThan(60);
 
+    await service.runtime.enqueuer.drain(); // jobs are queued just after the answers
     const jobs = await Promise.all(ids.map((id) => service.runtime.queues.submit.getJob(id)));
     expect(jobs.map((job) => job?.data.taskId)).toEqual(ids);
     for (const tenant of tenants) {
@@ -76,6 +77,7 @@ describe('many creates at once (workers off: tasks stay queued)', () => {
     const stored = await service.runtime.db.task.findMany({ where: { tenantId: tenant.id }, select: { id: true, externalTaskId: true } });
     expect(stored).toHaveLength(21);
     expect(stored.filter((row) => row.externalTaskId === taken).map((row) => row.id)).toEqual([first.body.task_id]);
+    await service.runtime.enqueuer.drain();
     const jobs = await Promise.all(stored.map((row) => service.runtime.queues.submit.getJob(row.id)));
     expect(jobs.every((job) => job !== undefined)).toBe(true);
   });

@@ -215,6 +215,7 @@ describe('Kling-compatible surface, requests and errors (workers off)', () => {
   const stored = () => service.runtime.db.task.count({ where: { tenantId } });
 
   async function expectRejectedBody(body: string, status: number, code: number, message: RegExp): Promise<void> {
+    await service.runtime.enqueuer.drain(); // jobs of creates answered earlier are queued just after their answers
     const before = { stored: await stored(), queued: await service.runtime.queues.submit.count() };
     const response = await post(body);
     expectKlingError(response, status, code, message);

@@ -3,6 +3,8 @@ import { announceRevocation } from '../../src/api/api-key-cache';
 import type { Response } from 'supertest';
 import { startTestService, type TestService } from '../helpers/test-service';
 import { uniqueExternalId, validImageTask } from '../helpers/factories';
+import { startPrivateRedis, type PrivateRedis } from '../helpers/private-redis';
+import { Redis } from 'ioredis';
 
 type Tenant = Awaited<ReturnType<TestService['createTenant']>>;
 
@@ -167,6 +169,7 @@ describe('tasks API (workers off: tasks stay queued)', () => {
     test('when a tenant reuses an external_task_id, then 409 names the existing task and nothing is stored or queued', async () => {
       const externalId = uniqueExternalId('dup');
       const first = await postTask(service, tenantA, { external_task_id: externalId });
+      await service.runtime.enqueuer.drain(); // its job is queued just after the answer
       const tasksBefore = await service.runtime.db.task.count();
       const jobsBefore = await pendingSubmitJobs(service);
 
@@ -399,6 +402,8 @@ describe('when Redis is unreachable', () => {
     expect(response.body.status).toBe('queued');
     const stored = await service.runtime.tasks.findById(response.body.task_id);
     expect(stored?.status).toBe('queued');
+    // The job is queued just after the answer; its failure is recorded then.
+    await service.runtime.enqueuer.drain();
     const events = await service.http.get(`/v1/tasks/${response.body.task_id}/events`).set('authorization', auth);
     expect(eventLabels(events)).toEqual(['created:queued', 'enqueue_failed:queued']);
     expect(events.body.data[1].detail).toEqual({ message: expect.stringMatching(/not connected|timed out/) });
@@ -411,5 +416,51 @@ describe('when Redis is unreachable', () => {
     expect(ready.body.status).toBe('unavailable');
     expect(ready.body.checks.postgres).toBe('ok');
     expect(ready.body.checks.redis).toMatch(/^unavailable/);
+  });
+});
+
+/**
+ * A create is answered once its row is committed; its job is queued after the answer. A Redis of the
+ * test's own holds every write (CLIENT PAUSE … WRITE) until the test lets it go, so whether the answer
+ * waited for the job is decided by the order of events, not by timing: before, the create would have
+ * waited for Redis until its 2 s queuing timeout and recorded `enqueue_failed`.
+ */
+describe('when Redis is slow to take the job', () => {
+  let service: TestService;
+  let auth: string;
+  let redis: PrivateRedis;
+  let control: Redis;
+
+  beforeAll(async () => {
+    redis = await startPrivateRedis();
+    control = new Redis(redis.url);
+    service = await startTestService({ workers: false, env: { REDIS_URL: redis.url } });
+    ({ auth } = await service.createTenant());
+  });
+  afterAll(async () => {
+    await control.call('CLIENT', 'UNPAUSE').catch(() => undefined);
+    await service.stop();
+    control.disconnect();
+    await redis.destroy();
+  });
+
+  test('when Redis holds writes, then the create is answered 202 at once, and its job is queued once Redis takes writes again', async () => {
+    await control.call('CLIENT', 'PAUSE', '60000', 'WRITE');
+    let answered: { status: number; taskId: string } | undefined;
+    try {
+      const response = await service.http.post('/v1/tasks').set('authorization', auth).send(validImageTask());
+      answered = { status: response.status, taskId: response.body.task_id };
+      // Answered while Redis still holds writes: the job cannot be there yet.
+      const events = await service.http.get(`/v1/tasks/${answered.taskId}/events`).set('authorization', auth);
+      expect(eventLabels(events)).toEqual(['created:queued']);
+    } finally {
+      await control.call('CLIENT', 'UNPAUSE');
+    }
+    expect(answered?.status).toBe(202);
+
+    await service.runtime.enqueuer.drain();
+    expect((await service.runtime.queues.submit.getJob(answered!.taskId))?.data.taskId).toBe(answered!.taskId);
+    const events = await service.http.get(`/v1/tasks/${answered!.taskId}/events`).set('authorization', auth);
+    expect(eventLabels(events)).toEqual(['created:queued']);
   });
 });

@@ -72,6 +72,7 @@ describe('POST /v1/tasks validation (no workers)', () => {
     const before = await state();
     const response = await post(body);
     expect({ status: response.status, body: response.body }).toMatchObject({ status: 202, body: { status: 'queued' } });
+    await service.runtime.enqueuer.drain(); // the job is queued just after the answer
     expect(await state()).toEqual({ stored: before.stored + 1, sent: before.sent, queued: 1 });
     await service.runtime.queues.submit.drain(true);
     return response;

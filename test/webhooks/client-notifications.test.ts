@@ -202,6 +202,7 @@ describe('Idempotency-Key', () => {
     expect(new Set(answers.map((a) => a.body.task_id)).size).toBe(1);
     expect(answers.filter((a) => a.headers['idempotent-replayed'] === 'true')).toHaveLength(9);
     expect(await service.runtime.db.task.count({ where: { externalTaskId: key } })).toBe(1);
+    await service.runtime.enqueuer.drain(); // the job is queued just after the answer
     expect(await service.runtime.queues.submit.getJobCountByTypes('waiting', 'prioritized')).toBeGreaterThanOrEqual(1);
   });
 

@@ -25,6 +25,7 @@ describe('when Redis forgot a queued task', () => {
 
   test('when the submit job is gone, then the sweep queues the task again and it reaches succeed, sent to Kling once', async () => {
     const taskId = await submit(service, auth);
+    await service.runtime.enqueuer.drain(); // its job is queued just after the answer
     await service.runtime.queues.submit.remove(taskId);
     expect(await service.runtime.queues.submit.getJob(taskId)).toBeUndefined();
 
