@@ -17,6 +17,8 @@
 export interface CreatesBesideCallbacks {
   /** The creates' limit now. */
   limit(): number;
+  /** True while callbacks are coming in (the share applies rather than the full limit). */
+  callbacksComing(): boolean;
   callbackStarted(): void;
   /** Returns true when the limit rose (creates waiting may go). */
   callbackFinished(elapsedMs: number): boolean;
@@ -46,6 +48,7 @@ export function createsBesideCallbacks({ max, targetMs, intervalMs = 100, quietA
 
   return {
     limit: () => (quiet(now()) ? max : share),
+    callbacksComing: () => !quiet(now()),
     callbackStarted() {
       const at = now();
       if (quiet(at)) {

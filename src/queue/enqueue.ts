@@ -81,14 +81,16 @@ export function createEnqueuer(queues: TaskQueues, options: EnqueuerOptions) {
      * Queues the upstream submit of a task whose row is committed, without its create waiting for it:
      * the row is what makes the task durable (if this fails, it stays `queued` in Postgres and the
      * maintenance sweep queues it again), so the answer need not wait for Redis too. `onFailure` records
-     * why it failed. `drain` waits for these on shutdown.
+     * why it failed. The promise settles (never rejects) once the job is queued or the failure recorded;
+     * `drain` waits for all of them on shutdown.
      */
-    queueSubmitAfterAnswer(task: SubmitTarget, onFailure: (error: Error) => Promise<void>): void {
+    queueSubmitAfterAnswer(task: SubmitTarget, onFailure: (error: Error) => Promise<void>): Promise<void> {
       const queuing: Promise<void> = this.enqueueSubmit(task)
         .catch((error: Error) => onFailure(error))
         .catch(() => undefined)
         .finally(() => queuingAfterAnswer.delete(queuing));
       queuingAfterAnswer.add(queuing);
+      return queuing;
     },
 
     /** Waits for the submits still being queued after their answers (before Redis and Postgres close). */

@@ -28,6 +28,8 @@ export interface CreatedTask {
   task: TaskRecord;
   /** True when an earlier request with the same Idempotency-Key created the task. */
   replayed: boolean;
+  /** Settles (never rejects) once the task's submit job is queued, or its failure recorded. */
+  queued: Promise<void>;
 }
 
 /** Same body, same hash, whatever the order of its keys. */
@@ -49,7 +51,7 @@ async function replay(deps: CreateTaskDeps, stored: StoredIdempotencyKey, hash: 
   }
   const task = await deps.tasks.findById(stored.taskId);
   if (!task) throw taskNotFound(stored.taskId);
-  return { task, replayed: true };
+  return { task, replayed: true, queued: Promise.resolve() };
 }
 
 /**
@@ -89,9 +91,9 @@ export async function createTask(deps: CreateTaskDeps, tenantId: string, request
     if (stored && key && hash) return replay(deps, stored, hash, key);
     throw error;
   }
-  deps.enqueuer.queueSubmitAfterAnswer(task, async (error) => {
+  const queued = deps.enqueuer.queueSubmitAfterAnswer(task, async (error) => {
     deps.logger.warn({ taskId: task.id, err: error }, 'task stored but not queued; it stays queued until re-queued');
     await deps.tasks.addEvent(task.id, { type: 'enqueue_failed', status: 'queued', detail: { message: error.message } });
   });
-  return { task, replayed: false };
+  return { task, replayed: false, queued };
 }

@@ -29,6 +29,7 @@ describe('create admission (API_MAX_CONCURRENT_CREATES)', () => {
   let server: Server;
   let baseUrl: string;
   const gates: (() => void)[] = [];
+  const queuedGates: (() => void)[] = [];
   const started: string[] = [];
   /** Creates whose handler has sent its answer (server side). */
   const answered: string[] = [];
@@ -41,7 +42,8 @@ describe('create admission (API_MAX_CONCURRENT_CREATES)', () => {
       started.push(name);
       // Stored when the test opens this create's gate.
       await new Promise<void>((open) => gates.push(open));
-      createStored(res);
+      // `?queuing`: its job is queued when the test opens its queued gate (the answer does not wait for it).
+      createStored(res, req.query.queuing !== undefined ? new Promise<void>((open) => queuedGates.push(open)) : undefined);
       // `?wait` keeps answering after the store, as a create with `Prefer: wait` does.
       if (req.query.wait !== undefined) await new Promise((resolve) => setTimeout(resolve, 300));
       answered.push(name);
@@ -75,6 +77,21 @@ describe('create admission (API_MAX_CONCURRENT_CREATES)', () => {
     expect(started).toEqual(['first', 'second']);
   });
 
+  test('when a create is answered but its job is still being queued, and no callbacks come in, then the next create goes at once', async () => {
+    started.length = 0;
+    const first = post('first', '&queuing');
+    await waitFor(() => started.length === 1);
+    gates.shift()!();
+    await expect(first).resolves.toEqual({ created: 'first' });
+
+    const next = post('next');
+    await waitFor(() => started.length === 2);
+
+    queuedGates.shift()!();
+    gates.shift()!();
+    await expect(next).resolves.toEqual({ created: 'next' });
+  });
+
   test('when a create is stored but still answering (Prefer: wait), then the next create does not wait for its answer', async () => {
     started.length = 0;
     answered.length = 0;
@@ -106,6 +123,7 @@ describe('create admission while Kling\'s callbacks come in', () => {
   let server: Server;
   let baseUrl: string;
   const storeGates: (() => void)[] = [];
+  const queuedGates: (() => void)[] = [];
   const callbackGates: (() => void)[] = [];
   const started: string[] = [];
 
@@ -116,7 +134,8 @@ describe('create admission while Kling\'s callbacks come in', () => {
     app.post('/tasks', async (req, res) => {
       started.push(String(req.query.name));
       await new Promise<void>((open) => storeGates.push(open));
-      createStored(res);
+      // `?queuing`: its job is queued when the test opens its queued gate (the answer does not wait for it).
+      createStored(res, req.query.queuing !== undefined ? new Promise<void>((open) => queuedGates.push(open)) : undefined);
       res.json({ created: req.query.name });
     });
     app.post('/callback', creates.giveWay, async (req, res) => {
@@ -133,7 +152,7 @@ describe('create admission while Kling\'s callbacks come in', () => {
   });
 
   const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-  const post = (name: string) => fetch(`${baseUrl}/tasks?name=${name}`, { method: 'POST' }).then((response) => response.json());
+  const post = (name: string, query = '') => fetch(`${baseUrl}/tasks?name=${name}${query}`, { method: 'POST' }).then((response) => response.json());
   const callback = (query = '') => fetch(`${baseUrl}/callback${query}`, { method: 'POST' }).then((response) => response.json());
   /** Opens every store gate, including those of creates that start meanwhile, until `creates` are answered. */
   const openStores = async (...creates: Promise<unknown>[]) => {
@@ -169,6 +188,26 @@ describe('create admission while Kling\'s callbacks come in', () => {
     const both = [post('a'), post('b')];
     await waitFor(() => started.length === 2);
     await openStores(...both);
+  });
+
+  test('when callbacks come in, then a create answered while its job is still being queued keeps its place until the job is queued', async () => {
+    const held = callback('?held');
+    await waitFor(() => callbackGates.length === 1);
+    // Half the limit of 2: one create at a time.
+    const first = post('first', '&queuing');
+    await waitFor(() => started.length === 1);
+    storeGates.shift()!();
+    await expect(first).resolves.toEqual({ created: 'first' });
+
+    const next = post('next');
+    await sleep(100);
+    expect(started).toEqual(['first']);
+    queuedGates.shift()!();
+    await waitFor(() => started.length === 2);
+
+    callbackGates.shift()!();
+    await expect(held).resolves.toEqual({ received: true });
+    await openStores(next);
   });
 
   test('when a callback takes longer than the target, then creates give way further: one at a time where half the limit of 4 would let two go', async () => {

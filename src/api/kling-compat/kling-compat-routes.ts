@@ -64,8 +64,8 @@ export function klingCompatRoutes(deps: KlingCompatDeps): Router {
   router.post(ELEMENTS_PATH, ...admitted, async (req, res) => {
     const request = parseOrThrow(klingCreateRequestSchema, parseLenientJson(req.body), 'task');
     // The callback_url is the client's own, notified in Kling's (unsigned) callback shape on this surface.
-    const { task } = await createTask(deps, currentTenant(res).tenantId, request, { callbackFormat: 'kling' });
-    createStored(res);
+    const { task, queued } = await createTask(deps, currentTenant(res).tenantId, request, { callbackFormat: 'kling' });
+    createStored(res, queued);
     res.json(klingSuccess(klingRequestId(res), toKlingTask(task)));
   });
 

@@ -72,8 +72,8 @@ export function taskRoutes(deps: TaskRoutesDeps): Router {
   router.post('/', async (req, res) => {
     const idempotencyKey = parseOrThrow(idempotencyKeySchema, req.get('idempotency-key'), 'Idempotency-Key header');
     const request = parseOrThrow(createTaskRequestSchema, req.body, 'task');
-    const { task, replayed } = await createTask(deps, currentTenant(res).tenantId, request, { idempotencyKey });
-    createStored(res);
+    const { task, replayed, queued } = await createTask(deps, currentTenant(res).tenantId, request, { idempotencyKey });
+    createStored(res, queued);
     if (replayed) res.set('Idempotent-Replayed', 'true');
     res.location(`/v1/tasks/${task.id}`);
     res.status(202).json(toTaskView(await honourPreferWait(deps, req, res, task)));
