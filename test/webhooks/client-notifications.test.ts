@@ -24,15 +24,21 @@ async function notificationEvents(service: TestService, taskId: string) {
   return (await service.runtime.tasks.listEvents(taskId)).filter((e) => e.type === 'notification').map((e) => e.detail as Record<string, unknown>);
 }
 
+/** A service of its own for one describe (`env` on top of the tests' defaults), with a tenant and its signing secret. */
+async function serviceWithTenant(env: Record<string, string>) {
+  const service = await startTestService({ env });
+  const tenant = await service.createTenant();
+  const secret = (await service.runtime.db.tenant.findUniqueOrThrow({ where: { name: tenant.tenant } })).webhookSecret;
+  return { service, tenant, secret };
+}
+
 describe('signed notifications to the client', () => {
   let service: TestService;
   let tenant: Awaited<ReturnType<TestService['createTenant']>>;
   let secret: string;
 
   beforeAll(async () => {
-    service = await startTestService({ env: { WEBHOOK_RETRY_SCHEDULE_MS: '50,100,150' } });
-    tenant = await service.createTenant();
-    secret = (await service.runtime.db.tenant.findUniqueOrThrow({ where: { name: tenant.tenant } })).webhookSecret;
+    ({ service, tenant, secret } = await serviceWithTenant({ WEBHOOK_RETRY_SCHEDULE_MS: '50,100,150' }));
   });
   afterAll(() => service.stop());
 
@@ -250,9 +256,7 @@ describe('a notification left without a job', () => {
   let secret: string;
 
   beforeAll(async () => {
-    service = await startTestService({ env: { SWEEP_INTERVAL_MS: '200', NOTIFY_REQUEUE_AFTER_MS: '300' } });
-    tenant = await service.createTenant();
-    secret = (await service.runtime.db.tenant.findUniqueOrThrow({ where: { name: tenant.tenant } })).webhookSecret;
+    ({ service, tenant, secret } = await serviceWithTenant({ SWEEP_INTERVAL_MS: '200', NOTIFY_REQUEUE_AFTER_MS: '300' }));
   });
   afterAll(() => service.stop());
 
@@ -288,9 +292,7 @@ describe('a notification stored as its task\'s job ends', () => {
   let secret: string;
 
   beforeAll(async () => {
-    service = await startTestService({ env: { SWEEP_INTERVAL_MS: '3600000', NOTIFY_REQUEUE_AFTER_MS: '3600000' } });
-    tenant = await service.createTenant();
-    secret = (await service.runtime.db.tenant.findUniqueOrThrow({ where: { name: tenant.tenant } })).webhookSecret;
+    ({ service, tenant, secret } = await serviceWithTenant({ SWEEP_INTERVAL_MS: '3600000', NOTIFY_REQUEUE_AFTER_MS: '3600000' }));
     await service.runtime.db.$executeRawUnsafe(`
       CREATE FUNCTION store_late_notification() RETURNS trigger LANGUAGE plpgsql AS $$
       BEGIN
