@@ -80,8 +80,8 @@ export function createAdmission(limit: number, besideCallbacks: Omit<CreatesBesi
  * answer does not wait for the task's job to be queued (create-task.ts). Nor does the permit, unless
  * Kling's callbacks were coming in when the create was admitted: then it is held until `queued`
  * settles, so that the share left to creates beside callbacks bounds all of their work. Measured with
- * `npm run bench`: held always, closed-loop creates fell by a tenth (ratio 0.64–0.66 vs 0.74–0.75
- * before); released always, callback → visible p50 rose to 36–38 ms from 25–27 in bursts.
+ * `npm run bench`: held always, closed-loop creates fell below the old code's (ratio 0.64–0.66 vs
+ * 0.73–0.75); released always, callback → visible p50 rose to 36–38 ms from 25–27 in bursts.
  */
 export function createStored(res: Response, queued: Promise<void> = Promise.resolve()): void {
   const release = res.locals[RELEASE] as (() => void) | undefined;

@@ -10,7 +10,7 @@
  * Why adapt rather than fix a share: on a saturated machine every create handled beside a callback
  * lengthens the event-loop turns the callback waits through, so how many creates a callback can bear
  * depends on the machine and its load. A fixed half let callbacks wait 300–950 ms at p99 in the bench's
- * burst; a fixed 1 cost creates 27% of their throughput even when callbacks were few. Measured by the
+ * burst; a fixed 1 cost the burst 27% of its pace, however well callbacks were doing. Measured by the
  * callback's own time in the API (its start to its answer), which spans at least two turns of the loop
  * (its statement, then its answer), so it lengthens as soon as creates crowd the loop.
  */

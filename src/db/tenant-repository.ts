@@ -14,8 +14,6 @@ const API_KEY_PREFIX = 'ket_';
 const AUTHENTICATE_SQL = `SELECT k.id, k.tenant_id, t.name AS tenant_name, k.revoked_at IS NOT NULL AS revoked
   FROM api_keys k JOIN tenants t ON t.id = k.tenant_id WHERE k.key_hash = $1`;
 
-/** Read for every notification job (the worker's hot path), so plain SQL rather than Prisma. */
-
 /** Keys are stored only as SHA-256: high-entropy random keys need no slow hash, and lookup stays an index hit. */
 export const hashApiKey = (apiKey: string): string => createHash('sha256').update(apiKey).digest('hex');
 
