@@ -271,6 +271,8 @@ describe('a notification left without a job', () => {
 
       await waitFor(() => receiver.accepted().some((r) => r.headers['webhook-id'] === id), 'the notification left without a job');
       expect(receiver.accepted().find((r) => r.headers['webhook-id'] === id)!.body).toEqual({ task_id: taskId, note: 'stored without a job' });
+      // The receiver has answered; the worker records that answer just after.
+      await waitFor(async () => (await service.runtime.db.webhookDelivery.findUniqueOrThrow({ where: { id } })).state !== 'pending', 'the delivery recorded');
       expect(await service.runtime.db.webhookDelivery.findUniqueOrThrow({ where: { id } })).toMatchObject({ state: 'delivered', attempts: 1 });
     } finally {
       await receiver.stop();
