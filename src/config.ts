@@ -55,9 +55,9 @@ const envSchema = z
     /** A `queued` task untouched this long is checked for a live job and re-queued if it has none. */
     REQUEUE_AFTER_MS: positiveInt.default(30_000),
     /**
-     * A client notification pending this long is checked for a live job and re-queued if it has none. A
-     * status change stored just as its task's notification job finished finds that job still running
-     * (so queues none of its own) and waits for this check: shorter than REQUEUE_AFTER_MS.
+     * A client notification pending this long is checked for a live job and re-queued if it has none: its
+     * job was lost (a worker gone between storing and queuing, Redis emptied) or the worker could not look
+     * again after the task's previous job completed (notify-client.ts). Shorter than REQUEUE_AFTER_MS.
      */
     NOTIFY_REQUEUE_AFTER_MS: positiveInt.default(5_000),
     /** How long one upstream HTTP request may take before it counts as a timeout. */

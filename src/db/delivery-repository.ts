@@ -33,6 +33,8 @@ interface DeliverySqlRow {
 }
 
 const DELIVERY_COLUMNS = 'id, task_id, url, payload, task_state, state, attempts, created_at';
+/** The same columns of a delivery joined as `d`. */
+const D_DELIVERY_COLUMNS = DELIVERY_COLUMNS.split(', ').map((column) => `d.${column}`).join(', ');
 
 const NEXT_PENDING_SQL = `SELECT ${DELIVERY_COLUMNS} FROM webhook_deliveries WHERE task_id = $1 AND state = 'pending' ORDER BY id LIMIT 1`;
 
@@ -43,7 +45,7 @@ const NEXT_PENDING_SQL = `SELECT ${DELIVERY_COLUMNS} FROM webhook_deliveries WHE
  */
 const JOB_START_SQL = `SELECT t.request AS task_request,
   CASE WHEN t.callback_format = 'standard' THEN n.webhook_secret END AS signing_secret,
-  ${DELIVERY_COLUMNS.split(', ').map((column) => `d.${column}`).join(', ')}
+  ${D_DELIVERY_COLUMNS}
 FROM tasks t JOIN tenants n ON n.id = t.tenant_id
 LEFT JOIN LATERAL (
   SELECT ${DELIVERY_COLUMNS} FROM webhook_deliveries WHERE task_id = t.id AND state = 'pending' ORDER BY id LIMIT 1
@@ -64,7 +66,7 @@ const RECORD_ATTEMPT_SQL = `WITH attempt AS (
 ), event AS (
   INSERT INTO task_events (task_id, type, detail) SELECT task_id, 'notification', $6::jsonb FROM attempt
 )
-SELECT ${DELIVERY_COLUMNS.split(', ').map((column) => `d.${column}`).join(', ')}
+SELECT ${D_DELIVERY_COLUMNS}
 FROM webhook_deliveries d JOIN attempt ON d.task_id = attempt.task_id
 WHERE d.state = 'pending' AND d.id <> $1
 ORDER BY d.id LIMIT 1`;
