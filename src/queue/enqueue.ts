@@ -65,10 +65,19 @@ export function createEnqueuer(queues: TaskQueues, options: EnqueuerOptions) {
     return tasks.map(() => undefined);
   };
 
+  /**
+   * One task alone: a plain add, not addBulk's pipeline of one. An ioredis pipeline copies every loaded
+   * script command onto itself when it is built (BullMQ loads dozens), which cost a lone add about twice
+   * the CPU of the add itself; at a steady trickle of creates nearly every batch is a batch of one.
+   */
+  const queueSubmit = async (task: SubmitTarget): Promise<void> => {
+    const [priority] = options.fairShare ? await withTimeout(options.fairShare.admitMany([task.tenantId]), ENQUEUE_TIMEOUT_MS, 'Taking a fair-share place') : [];
+    const job = submitJob(task, priority);
+    await withTimeout(queues.submit.add(job.name, job.data, job.opts), ENQUEUE_TIMEOUT_MS, 'Queueing a submit job');
+  };
+
   const submitBatched = createBatcher<SubmitTarget, void>({
-    one: async (task) => {
-      await queueSubmits([task]);
-    },
+    one: queueSubmit,
     many: queueSubmits,
     maxBatch: SUBMIT_BATCH_MAX,
     maxInFlight: SUBMIT_BATCHES_IN_FLIGHT,
