@@ -22,6 +22,8 @@ export interface BenchOptions {
   rounds: number;
   /** Length of the half-peak fixed-rate run per target, seconds. */
   halfDurationS: number;
+  /** The "half peak" run at this fixed rate (req/s) for ours and the floor alike instead of half of each one's peak (0). */
+  halfRate: number;
   /** Tasks submitted in the end-to-end burst, and over how many connections. */
   burst: number;
   burstConnections: number;
@@ -104,7 +106,7 @@ const envName = (flag: string): string => `BENCH_${flag.toUpperCase().replace(/-
 export function parseOptions(argv = process.argv.slice(2), env = process.env): BenchOptions {
   const flags = parseArgv(argv);
   const known = new Set([
-    'sse-streams', 'sse-tasks', 'quick', 'phases', 'connections', 'warmup-s', 'duration-s', 'rounds', 'half-duration-s', 'burst', 'burst-connections', 'burst-warmup', 'burst-rate',
+    'sse-streams', 'sse-tasks', 'quick', 'phases', 'connections', 'warmup-s', 'duration-s', 'rounds', 'half-duration-s', 'half-rate', 'burst', 'burst-connections', 'burst-warmup', 'burst-rate',
     'burst-timeout-s', 'settle-s', 'callback-delay-ms', 'client-webhooks', 'kling-concurrency', 'pool-size', 'api-processes', 'service-env', 'log-level',
     'cpu-prof', 'node-args', 'results-dir', 'database-admin-url', 'redis-url', 'keep-database', 'keep-logs', 'help',
   ]);
@@ -155,6 +157,7 @@ export function parseOptions(argv = process.argv.slice(2), env = process.env): B
     durationS: num('duration-s', defaults.durationS, { min: 0.1 }),
     rounds: num('rounds', defaults.rounds, { integer: true, min: 1 }),
     halfDurationS: num('half-duration-s', defaults.halfDurationS, { min: 0.1 }),
+    halfRate: num('half-rate', 0),
     burst: num('burst', defaults.burst, { integer: true, min: 1 }),
     burstConnections: num('burst-connections', num('connections', defaults.connections, { integer: true, min: 1 }), { integer: true, min: 1 }),
     burstWarmup: num('burst-warmup', Math.min(1_000, Math.ceil(num('burst', defaults.burst, { integer: true, min: 1 }) / 10)), { integer: true }),

@@ -44,6 +44,9 @@ async function backendCpu(pg: Client, applicationName: string): Promise<Map<numb
   return new Map(rows.map((row) => [row.pid, cpuSeconds(row.pid, 'all', false)]));
 }
 
+/** The application_name a bench process's Postgres connections carry (see withApplicationName). */
+const applicationNameOf = (server: ServiceChild): string => `ket-bench-${server.name}`;
+
 const cpuDelta = (before: Map<number, number>, after: Map<number, number>): number =>
   [...after].reduce((sum, [pid, cpu]) => sum + (Number.isFinite(cpu) ? cpu - (before.get(pid) ?? 0) : 0), 0);
 
@@ -117,6 +120,11 @@ interface RateFigures {
   generator_event_loop_delay_ms: { p50: number; p99: number; max: number };
   /** Ours only: the API's own answer times from its request log (it starts its clock when it reads the request). */
   server_answer?: ReturnType<typeof summarize>;
+  /**
+   * CPU ms per request during the run: the server, its Postgres backends and the load generator. At a
+   * fixed rate requests come one by one, so each costs more than in the closed loop's batches.
+   */
+  cpu_ms_per_request: { server: number; postgres: number; generator: number };
 }
 
 const round2 = (value: number): number => Number(value.toFixed(2));
@@ -278,6 +286,7 @@ async function main(): Promise<void> {
         duration_s: options.durationS,
         rounds: options.rounds,
         half_duration_s: options.halfDurationS,
+        half_rate: options.halfRate,
         burst: options.burst,
         burst_connections: options.burstConnections,
         burst_warmup: options.burstWarmup,
@@ -300,7 +309,7 @@ async function main(): Promise<void> {
       const submitQueue = new Queue(SUBMIT_QUEUE, { connection: redis, prefix: bullPrefix(queuePrefix) });
       await submitQueue.pause();
       const run = async (label: string, target: LoadTarget, durationS: number, server: ServiceChild) => {
-        const applicationName = `ket-bench-${server.name}`;
+        const applicationName = applicationNameOf(server);
         const pgBefore = await backendCpu(pg, applicationName);
         const cpuBefore = cpuSeconds(server.pid);
         const sysBefore = cpuSeconds(server.pid, 'system');
@@ -361,11 +370,14 @@ async function main(): Promise<void> {
       const floorFigures = figures(floorRounds, floorCpu, floorSys, floorPg);
 
       // Half of each one's measured peak, as a fixed arrival rate.
-      const half = async (label: string, target: LoadTarget, peak: number): Promise<RateFigures> => {
-        const rate = Math.max(1, peak / 2);
+      const half = async (label: string, target: LoadTarget, peak: number, server: ServiceChild): Promise<RateFigures> => {
+        const rate = options.halfRate > 0 ? options.halfRate : Math.max(1, peak / 2);
         const loopDelay = monitorEventLoopDelay({ resolution: 5 });
         loopDelay.enable();
         const since = Date.now();
+        const pgBefore = await backendCpu(pg, applicationNameOf(server));
+        const serverBefore = cpuSeconds(server.pid);
+        const generatorBefore = process.cpuUsage();
         const outcome = await fixedRate(target, {
           connections: options.connections,
           rate,
@@ -373,6 +385,13 @@ async function main(): Promise<void> {
           onProgress: (done, elapsed) => progress.update(`${label} at ${fmt(rate, 0)}/s: ${done} requests, ${fmt(elapsed, 1)}/${options.halfDurationS} s`),
         });
         loopDelay.disable();
+        const generatorUsage = process.cpuUsage(generatorBefore);
+        const perRequest = (seconds: number) => round3((seconds * 1000) / Math.max(1, outcome.requests));
+        const cpu = {
+          server: perRequest(cpuSeconds(server.pid) - serverBefore),
+          postgres: perRequest(cpuDelta(pgBefore, await backendCpu(pg, applicationNameOf(server)))),
+          generator: perRequest((generatorUsage.user + generatorUsage.system) / 1e6),
+        };
         const ms = (ns: number) => round2(ns / 1e6);
         const generatorDelay = { p50: ms(loopDelay.percentile(50)), p99: ms(loopDelay.percentile(99)), max: ms(loopDelay.max) };
         progress.log(`half-peak ${label.padEnd(5)} ${fmt(outcome.rps, 0)} req/s (target ${fmt(rate, 0)})  p50 ${fmt(outcome.latency.p50_ms, 2)} ms  p99 ${fmt(outcome.latency.p99_ms, 2)} ms  errors ${outcome.errors}`);
@@ -384,11 +403,12 @@ async function main(): Promise<void> {
           latency: outcome.latency,
           per_second: outcome.perSecond ?? [],
           generator_event_loop_delay_ms: generatorDelay,
+          cpu_ms_per_request: cpu,
           ...(target === ours ? { server_answer: summarize(answerTimesMs(api.logFile, { method: 'POST', pathPrefix: '/v1/tasks', sinceEpochMs: since, untilEpochMs: Date.now() })) } : {}),
         };
       };
-      const halfOurs = await half('ours', ours, oursFigures.rps);
-      const halfFloor = await half('floor', floorTarget, floorFigures.rps);
+      const halfOurs = await half('ours', ours, oursFigures.rps, api);
+      const halfFloor = await half('floor', floorTarget, floorFigures.rps, floor);
       result.submit = {
         ours: oursFigures,
         floor: floorFigures,
@@ -699,6 +719,8 @@ function printTables(result: Json): void {
     console.log(`half peak: the load generator's own event-loop delay p99 / max: ours ${generator(submit.half_peak.ours)}, floor ${generator(submit.half_peak.floor)}`);
     const server = submit.half_peak.ours.server_answer;
     if (server?.count) console.log(`half peak, ours: the API's own answer time (its request log) p50 / p99 / max ${p50p99max(server)}`);
+    const cpu = (h: Json) => `${fmt(h.cpu_ms_per_request.server, 3)} / ${fmt(h.cpu_ms_per_request.postgres, 3)} / ${fmt(h.cpu_ms_per_request.generator, 3)}`;
+    console.log(`half peak, CPU ms per request of server / its Postgres backends / load generator: ours ${cpu(submit.half_peak.ours)}, floor ${cpu(submit.half_peak.floor)}`);
   }
   const burst = result.burst as Json | undefined;
   if (burst) {
