@@ -104,6 +104,13 @@ test('when the bench runs in quick mode, then it prints the tables and writes a 
   expect(result.submit.half_peak.ours.server_answer.count).toBeGreaterThan(0);
   expect(result.submit.half_peak.ours.server_answer.count).toBeLessThanOrEqual(result.submit.half_peak.ours.requests);
   expect(result.submit.half_peak.floor.generator_event_loop_delay_ms).toEqual({ p50: expect.any(Number), p99: expect.any(Number), max: expect.any(Number) });
+  // CPU per request at half peak: each server and its Postgres backends did work; so did the generator.
+  for (const which of ['ours', 'floor'] as const) {
+    const cpu = result.submit.half_peak[which].cpu_ms_per_request as { server: number; postgres: number; generator: number };
+    expect(cpu.server).toBeGreaterThan(0);
+    expect(cpu.postgres).toBeGreaterThan(0);
+    expect(cpu.generator).toBeGreaterThan(0);
+  }
   // Callback → visible split by when each callback was sent: every measured callback is in one part and one window.
   const visible = result.burst.callback_to_visible.count;
   expect(result.burst.callback_to_visible_while_posting.count + result.burst.callback_to_visible_after_posting.count).toBe(visible);
