@@ -1,6 +1,7 @@
 import type { KlingAuth } from '../config';
 import { createAuthorizationSource } from './kling-auth';
 import { createSemaphore } from '../semaphore';
+import { createHttpExchange, type HttpAnswer } from './http-exchange';
 import { klingEnvelopeSchema, klingTaskSchema, parseJsonKeepingBigIds, type KlingTask } from './kling-wire';
 import { classifyKlingFailure, parseRetryAfterMs, UpstreamError } from './upstream-error';
 
@@ -12,7 +13,6 @@ export interface KlingClientOptions {
   timeoutMs: number;
   /** Requests in flight at once from this process (KLING_CONCURRENCY), whichever queue asks. */
   maxInFlight?: number;
-  fetch?: typeof fetch;
   /** Told about every HTTP request to Kling once its outcome is known (for metrics). Must not throw. */
   onRequest?: (event: UpstreamRequestEvent) => void;
 }
@@ -29,15 +29,15 @@ export interface UpstreamRequestEvent {
 const NEVER_SENT_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH']);
 
 function networkError(error: unknown): UpstreamError {
-  // By name, not instanceof: fetch's DOMException may come from another realm (e.g. jest's vm context).
+  // By name, not instanceof: the abort's DOMException may come from another realm (e.g. jest's vm context).
   const name = (error as { name?: unknown } | null)?.name;
   if (name === 'TimeoutError' || name === 'AbortError') {
     return new UpstreamError('retryable', 'TIMEOUT', 'Kling did not answer in time', { mayHaveReachedUpstream: true });
   }
-  const cause = (error as { cause?: { code?: string; message?: string } }).cause;
-  const code = cause?.code ?? 'NETWORK_ERROR';
-  return new UpstreamError('retryable', 'NETWORK_ERROR', `Network error reaching Kling: ${cause?.message ?? (error as Error).message} (${code})`, {
-    mayHaveReachedUpstream: !NEVER_SENT_CODES.has(code),
+  const code = (error as { code?: unknown }).code;
+  const known = typeof code === 'string' ? code : 'NETWORK_ERROR';
+  return new UpstreamError('retryable', 'NETWORK_ERROR', `Network error reaching Kling: ${(error as Error).message} (${known})`, {
+    mayHaveReachedUpstream: !NEVER_SENT_CODES.has(known),
   });
 }
 
@@ -50,17 +50,16 @@ const NOT_FOUND_CODES = new Set([1201, 1203]);
  */
 export function createKlingClient(options: KlingClientOptions) {
   const authorization = createAuthorizationSource(options.auth);
-  const rawFetch = options.fetch ?? fetch;
-  const withPermit = createSemaphore(options.maxInFlight ?? Number.POSITIVE_INFINITY);
-  // The timeout starts once a permit is held: waiting for one is not the upstream being slow.
-  const doFetch = (url: string, init: RequestInit, timing: { seconds: number }) =>
+  const maxInFlight = options.maxInFlight ?? Number.POSITIVE_INFINITY;
+  const exchange = createHttpExchange({ maxSockets: maxInFlight });
+  const withPermit = createSemaphore(maxInFlight);
+  // The timeout starts once a permit is held: waiting for one is not the upstream being slow. The answer
+  // is read whole inside the permit: the request is in flight until then.
+  const send = (method: 'GET' | 'POST', url: string, headers: Record<string, string>, body: string | undefined, timing: { seconds: number }) =>
     withPermit(async () => {
       const started = performance.now();
       try {
-        const response = await rawFetch(url, { ...init, signal: AbortSignal.timeout(options.timeoutMs) });
-        // Read the body inside the permit: the request is in flight until its answer is complete.
-        const text = await response.text();
-        return { response, text };
+        return await exchange(url, { method, headers, body, timeoutMs: options.timeoutMs });
       } finally {
         timing.seconds = (performance.now() - started) / 1000;
       }
@@ -76,19 +75,16 @@ export function createKlingClient(options: KlingClientOptions) {
       const auth = authorization.header();
       if (auth) headers.authorization = auth;
       if (body !== undefined) headers['content-type'] = 'application/json';
-      let response: Response;
-      let text: string;
+      let response: HttpAnswer;
       try {
-        ({ response, text } = await doFetch(`${options.baseUrl}${path}`, {
-          method,
-          headers,
-          body: body === undefined ? undefined : JSON.stringify(body),
-        }, timing));
+        response = await send(method, `${options.baseUrl}${path}`, headers, body === undefined ? undefined : JSON.stringify(body), timing);
       } catch (error) {
         const failure = networkError(error);
         report(failure.code);
         throw failure;
       }
+      const { text } = response;
+      const ok = response.status >= 200 && response.status < 300;
       let envelope: ReturnType<typeof klingEnvelopeSchema.parse> | undefined;
       try {
         const parsed = klingEnvelopeSchema.safeParse(parseJsonKeepingBigIds(text));
@@ -99,12 +95,12 @@ export function createKlingClient(options: KlingClientOptions) {
       const message =
         envelope?.message ||
         (envelope ? `Kling answered HTTP ${response.status} with code ${envelope.code} and no message` : text.slice(0, 200) || response.statusText);
-      if (response.ok && envelope?.code === 0) {
+      if (ok && envelope?.code === 0) {
         report('0');
         return { httpStatus: response.status, code: 0, message, data: envelope.data };
       }
-      const failure = classifyKlingFailure(response.status, envelope?.code, message, parseRetryAfterMs(response.headers.get('retry-after')));
-      if (response.ok && !envelope) {
+      const failure = classifyKlingFailure(response.status, envelope?.code, message, parseRetryAfterMs(response.header('retry-after') ?? null));
+      if (ok && !envelope) {
         report('MALFORMED_RESPONSE');
         // A 2xx we cannot read: the request may well have been accepted.
         throw new UpstreamError('retryable', 'MALFORMED_RESPONSE', `Kling answered ${response.status} with an unreadable body`, {

@@ -1,0 +1,123 @@
+import http from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import { createKlingClient, ELEMENTS_PATH } from '../../src/upstream/kling-client';
+import { UpstreamError } from '../../src/upstream/upstream-error';
+
+/**
+ * How the Kling client reads answers and reports network failures, against a real server on loopback
+ * whose behaviour each test sets: whether a request may have reached Kling decides whether a retry must
+ * look the task up first (never send it twice).
+ */
+type Behaviour = (req: http.IncomingMessage, res: http.ServerResponse) => void;
+
+let server: http.Server;
+let baseUrl: string;
+let behaviour: Behaviour;
+const sockets = new Set<Socket>();
+const requests: { method: string; url: string; body: string; authorization?: string; contentType?: string }[] = [];
+
+const TASK = { task_id: '880012345678901234', task_status: 'submitted', created_at: 1, updated_at: 1 };
+const envelope = (data: unknown) => JSON.stringify({ code: 0, message: 'SUCCEED', request_id: 'r', data });
+
+beforeAll(async () => {
+  server = http.createServer((req, res) => {
+    let body = '';
+    req.setEncoding('utf8');
+    req.on('data', (chunk: string) => (body += chunk));
+    req.on('end', () => {
+      requests.push({ method: req.method ?? '', url: req.url ?? '', body, authorization: req.headers.authorization, contentType: req.headers['content-type'] });
+      behaviour(req, res);
+    });
+  });
+  server.on('connection', (socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+});
+
+afterAll(async () => {
+  for (const socket of sockets) socket.destroy();
+  await new Promise((resolve) => server.close(resolve));
+});
+
+beforeEach(() => {
+  requests.length = 0;
+});
+
+const client = (timeoutMs = 2_000) => createKlingClient({ baseUrl, auth: { kind: 'bearer', apiKey: 'test-key' }, timeoutMs, maxInFlight: 4 });
+
+async function failureOf(promise: Promise<unknown>): Promise<UpstreamError> {
+  const error = await promise.then(
+    () => undefined,
+    (reason: unknown) => reason,
+  );
+  expect(error).toBeInstanceOf(UpstreamError);
+  return error as UpstreamError;
+}
+
+describe('Kling client over the network', () => {
+  test('when Kling answers, then the request carried the JSON body and auth, and the task is read from the whole answer', async () => {
+    behaviour = (_req, res) => {
+      res.setHeader('content-type', 'application/json');
+      // In two writes: the answer is read to its end, not from the first chunk.
+      const text = envelope(TASK);
+      res.write(text.slice(0, 10));
+      setTimeout(() => res.end(text.slice(10)), 20);
+    };
+    const kling = client();
+    const task = await kling.createElement({ element_name: 'ü name' });
+    expect(task).toMatchObject({ task_id: TASK.task_id, task_status: 'submitted' });
+    expect(requests).toEqual([
+      { method: 'POST', url: ELEMENTS_PATH, body: JSON.stringify({ element_name: 'ü name' }), authorization: 'Bearer test-key', contentType: 'application/json' },
+    ]);
+  });
+
+  test('when calls follow one another, then they reuse one kept-alive connection', async () => {
+    behaviour = (_req, res) => res.end(envelope(TASK));
+    const kling = client();
+    const connectionsBefore = sockets.size;
+    for (let i = 0; i < 3; i++) await kling.getElementTask(`task-${i}`);
+    expect(requests.map((r) => r.url)).toEqual([0, 1, 2].map((i) => `${ELEMENTS_PATH}/task-${i}`));
+    expect(sockets.size - connectionsBefore).toBe(1);
+  });
+
+  test('when Kling answers 429 with Retry-After, then the failure is a rate limit carrying the wait', async () => {
+    behaviour = (_req, res) => {
+      res.writeHead(429, { 'content-type': 'application/json', 'retry-after': '3' });
+      res.end(JSON.stringify({ code: 1302, message: 'rate limited', request_id: 'r' }));
+    };
+    const failure = await failureOf(client().createElement({}));
+    expect(failure).toMatchObject({ kind: 'retryable', code: '1302', details: { httpStatus: 429, retryAfterMs: 3_000 } });
+  });
+
+  test('when the connection drops before the answer is complete, then the failure is retryable and the create may have reached Kling', async () => {
+    behaviour = (req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': '500' });
+      res.write('{"code":0,');
+      setTimeout(() => req.socket.destroy(), 20);
+    };
+    const failure = await failureOf(client().createElement({}));
+    expect(failure).toMatchObject({ kind: 'retryable', code: 'NETWORK_ERROR', details: { mayHaveReachedUpstream: true } });
+  });
+
+  test('when Kling does not answer within the timeout, then the failure is TIMEOUT and the create may have reached Kling', async () => {
+    behaviour = () => undefined;
+    const started = Date.now();
+    const failure = await failureOf(client(300).createElement({}));
+    expect(failure).toMatchObject({ kind: 'retryable', code: 'TIMEOUT', details: { mayHaveReachedUpstream: true } });
+    expect(Date.now() - started).toBeGreaterThanOrEqual(250);
+  });
+
+  test('when nothing listens at the address, then the failure is retryable and the create certainly did not reach Kling', async () => {
+    const closed = http.createServer();
+    await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
+    const port = (closed.address() as AddressInfo).port;
+    await new Promise((resolve) => closed.close(resolve));
+    const kling = createKlingClient({ baseUrl: `http://127.0.0.1:${port}`, auth: { kind: 'bearer', apiKey: 'k' }, timeoutMs: 2_000 });
+    const failure = await failureOf(kling.createElement({}));
+    expect(failure).toMatchObject({ kind: 'retryable', code: 'NETWORK_ERROR', details: { mayHaveReachedUpstream: false } });
+    expect(failure.message).toMatch(/ECONNREFUSED/);
+  });
+});
