@@ -125,6 +125,8 @@ interface RateFigures {
    * fixed rate requests come one by one, so each costs more than in the closed loop's batches.
    */
   cpu_ms_per_request: { server: number; postgres: number; generator: number };
+  /** The kernel's share of the server's CPU in the run (socket writes on loopback carry the receiver's delivery). */
+  server_cpu_system_share: number;
 }
 
 const round2 = (value: number): number => Number(value.toFixed(2));
@@ -377,6 +379,7 @@ async function main(): Promise<void> {
         const since = Date.now();
         const pgBefore = await backendCpu(pg, applicationNameOf(server));
         const serverBefore = cpuSeconds(server.pid);
+        const serverSystemBefore = cpuSeconds(server.pid, 'system');
         const generatorBefore = process.cpuUsage();
         const outcome = await fixedRate(target, {
           connections: options.connections,
@@ -387,8 +390,10 @@ async function main(): Promise<void> {
         loopDelay.disable();
         const generatorUsage = process.cpuUsage(generatorBefore);
         const perRequest = (seconds: number) => round3((seconds * 1000) / Math.max(1, outcome.requests));
+        const serverCpuS = cpuSeconds(server.pid) - serverBefore;
+        const serverSystemShare = round2((cpuSeconds(server.pid, 'system') - serverSystemBefore) / Math.max(serverCpuS, 0.001));
         const cpu = {
-          server: perRequest(cpuSeconds(server.pid) - serverBefore),
+          server: perRequest(serverCpuS),
           postgres: perRequest(cpuDelta(pgBefore, await backendCpu(pg, applicationNameOf(server)))),
           generator: perRequest((generatorUsage.user + generatorUsage.system) / 1e6),
         };
@@ -404,6 +409,7 @@ async function main(): Promise<void> {
           per_second: outcome.perSecond ?? [],
           generator_event_loop_delay_ms: generatorDelay,
           cpu_ms_per_request: cpu,
+          server_cpu_system_share: serverSystemShare,
           ...(target === ours ? { server_answer: summarize(answerTimesMs(api.logFile, { method: 'POST', pathPrefix: '/v1/tasks', sinceEpochMs: since, untilEpochMs: Date.now() })) } : {}),
         };
       };
@@ -721,6 +727,7 @@ function printTables(result: Json): void {
     if (server?.count) console.log(`half peak, ours: the API's own answer time (its request log) p50 / p99 / max ${p50p99max(server)}`);
     const cpu = (h: Json) => `${fmt(h.cpu_ms_per_request.server, 3)} / ${fmt(h.cpu_ms_per_request.postgres, 3)} / ${fmt(h.cpu_ms_per_request.generator, 3)}`;
     console.log(`half peak, CPU ms per request of server / its Postgres backends / load generator: ours ${cpu(submit.half_peak.ours)}, floor ${cpu(submit.half_peak.floor)}`);
+    console.log(`half peak, kernel share of the server's CPU: ours ${fmt(submit.half_peak.ours.server_cpu_system_share, 2)}, floor ${fmt(submit.half_peak.floor.server_cpu_system_share, 2)}`);
   }
   const burst = result.burst as Json | undefined;
   if (burst) {

@@ -110,6 +110,8 @@ test('when the bench runs in quick mode, then it prints the tables and writes a 
     expect(cpu.server).toBeGreaterThan(0);
     expect(cpu.postgres).toBeGreaterThan(0);
     expect(cpu.generator).toBeGreaterThan(0);
+    expect(result.submit.half_peak[which].server_cpu_system_share).toBeGreaterThanOrEqual(0);
+    expect(result.submit.half_peak[which].server_cpu_system_share).toBeLessThanOrEqual(1);
   }
   // Callback → visible split by when each callback was sent: every measured callback is in one part and one window.
   const visible = result.burst.callback_to_visible.count;
