@@ -26,8 +26,10 @@ export interface HttpAnswer {
  * a refused or reset connection with its `code` (`ECONNREFUSED`, `ECONNRESET`…). Idle kept connections do
  * not hold the process open (node unrefs them).
  */
-export function createHttpExchange(options: { maxSockets: number }): (url: string, request: HttpExchangeRequest) => Promise<HttpAnswer> {
-  const agentOptions = { keepAlive: true, maxSockets: options.maxSockets };
+export function createHttpExchange(options: { maxSockets: number; idleConnectionMs?: number }): (url: string, request: HttpExchangeRequest) => Promise<HttpAnswer> {
+  // An idle connection is closed after 4 s, before a server's own idle limit (commonly 5 s) can close it
+  // under a request just sent on it (fetch's undici does the same). Only idle ones: a slow answer is not cut.
+  const agentOptions = { keepAlive: true, maxSockets: options.maxSockets, timeout: options.idleConnectionMs ?? 4_000 };
   const httpAgent = new http.Agent(agentOptions);
   const httpsAgent = new https.Agent(agentOptions);
 

@@ -1,5 +1,6 @@
 import http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
+import { createHttpExchange } from '../../src/upstream/http-exchange';
 import { createKlingClient, ELEMENTS_PATH } from '../../src/upstream/kling-client';
 import { UpstreamError } from '../../src/upstream/upstream-error';
 
@@ -14,6 +15,8 @@ let server: http.Server;
 let baseUrl: string;
 let behaviour: Behaviour;
 const sockets = new Set<Socket>();
+/** Every connection the server accepted, in order (open or closed). */
+const accepted: Socket[] = [];
 const requests: { method: string; url: string; body: string; authorization?: string; contentType?: string }[] = [];
 
 const TASK = { task_id: '880012345678901234', task_status: 'submitted', created_at: 1, updated_at: 1 };
@@ -31,6 +34,7 @@ beforeAll(async () => {
   });
   server.on('connection', (socket) => {
     sockets.add(socket);
+    accepted.push(socket);
     socket.on('close', () => sockets.delete(socket));
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -77,10 +81,10 @@ describe('Kling client over the network', () => {
   test('when calls follow one another, then they reuse one kept-alive connection', async () => {
     behaviour = (_req, res) => res.end(envelope(TASK));
     const kling = client();
-    const connectionsBefore = sockets.size;
+    const before = accepted.length;
     for (let i = 0; i < 3; i++) await kling.getElementTask(`task-${i}`);
     expect(requests.map((r) => r.url)).toEqual([0, 1, 2].map((i) => `${ELEMENTS_PATH}/task-${i}`));
-    expect(sockets.size - connectionsBefore).toBe(1);
+    expect(accepted.length - before).toBe(1);
   });
 
   test('when Kling answers 429 with Retry-After, then the failure is a rate limit carrying the wait', async () => {
@@ -119,5 +123,27 @@ describe('Kling client over the network', () => {
     const failure = await failureOf(kling.createElement({}));
     expect(failure).toMatchObject({ kind: 'retryable', code: 'NETWORK_ERROR', details: { mayHaveReachedUpstream: false } });
     expect(failure.message).toMatch(/ECONNREFUSED/);
+  });
+});
+
+describe('kept-alive connections', () => {
+  test('when a connection has been idle longer than the idle limit, then it is closed and the next call opens a new one; a slower answer is not cut', async () => {
+    behaviour = (req, res) => {
+      setTimeout(() => res.end('done'), req.url === '/slow' ? 400 : 0);
+    };
+    const exchange = createHttpExchange({ maxSockets: 4, idleConnectionMs: 150 });
+    const before = accepted.length;
+    // Slower than the idle limit: the limit applies to idle connections only.
+    const slow = await exchange(`${baseUrl}/slow`, { method: 'GET', headers: {}, timeoutMs: 2_000 });
+    expect({ status: slow.status, text: slow.text }).toEqual({ status: 200, text: 'done' });
+    expect(accepted.length - before).toBe(1);
+    const first = accepted[before]!;
+    // Idle past the limit: we close it (the server sees it go), before a server could close it under a request.
+    const deadline = Date.now() + 2_000;
+    while (!first.destroyed && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(first.destroyed).toBe(true);
+    const next = await exchange(`${baseUrl}/fast`, { method: 'GET', headers: {}, timeoutMs: 2_000 });
+    expect(next.text).toBe('done');
+    expect(accepted.length - before).toBe(2);
   });
 });
