@@ -24,7 +24,8 @@ export interface HttpAnswer {
  *
  * Failures reject with node's own errors: a timeout as an `AbortError` (its `cause` the `TimeoutError`),
  * a refused or reset connection with its `code` (`ECONNREFUSED`, `ECONNRESET`…). Idle kept connections do
- * not hold the process open (node unrefs them).
+ * not hold the process open (node unrefs them). Redirects are answers like any other, not followed (fetch
+ * would have followed one, and turned a redirected POST into a GET).
  */
 export function createHttpExchange(options: { maxSockets: number; idleConnectionMs?: number }): (url: string, request: HttpExchangeRequest) => Promise<HttpAnswer> {
   // An idle connection is closed after 4 s, before a server's own idle limit (commonly 5 s) can close it

@@ -71,7 +71,8 @@ export function createKlingClient(options: KlingClientOptions) {
     for (let authRetry = 0; ; authRetry++) {
       const timing = { seconds: 0 };
       const report = (code: string) => options.onRequest?.({ operation, code, durationSeconds: timing.seconds });
-      const headers: Record<string, string> = { accept: 'application/json' };
+      // A User-Agent of our own: gateways in front of APIs often refuse requests that carry none.
+      const headers: Record<string, string> = { accept: 'application/json', 'user-agent': 'kling-element-tracker' };
       const auth = authorization.header();
       if (auth) headers.authorization = auth;
       if (body !== undefined) headers['content-type'] = 'application/json';

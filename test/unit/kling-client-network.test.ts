@@ -17,7 +17,7 @@ let behaviour: Behaviour;
 const sockets = new Set<Socket>();
 /** Every connection the server accepted, in order (open or closed). */
 const accepted: Socket[] = [];
-const requests: { method: string; url: string; body: string; authorization?: string; contentType?: string }[] = [];
+const requests: { method: string; url: string; body: string; authorization?: string; contentType?: string; userAgent?: string }[] = [];
 
 const TASK = { task_id: '880012345678901234', task_status: 'submitted', created_at: 1, updated_at: 1 };
 const envelope = (data: unknown) => JSON.stringify({ code: 0, message: 'SUCCEED', request_id: 'r', data });
@@ -28,7 +28,7 @@ beforeAll(async () => {
     req.setEncoding('utf8');
     req.on('data', (chunk: string) => (body += chunk));
     req.on('end', () => {
-      requests.push({ method: req.method ?? '', url: req.url ?? '', body, authorization: req.headers.authorization, contentType: req.headers['content-type'] });
+      requests.push({ method: req.method ?? '', url: req.url ?? '', body, authorization: req.headers.authorization, contentType: req.headers['content-type'], userAgent: req.headers['user-agent'] });
       behaviour(req, res);
     });
   });
@@ -62,7 +62,7 @@ async function failureOf(promise: Promise<unknown>): Promise<UpstreamError> {
 }
 
 describe('Kling client over the network', () => {
-  test('when Kling answers, then the request carried the JSON body and auth, and the task is read from the whole answer', async () => {
+  test('when Kling answers, then the request carried the JSON body, auth and our User-Agent, and the task is read from the whole answer', async () => {
     behaviour = (_req, res) => {
       res.setHeader('content-type', 'application/json');
       // In two writes: the answer is read to its end, not from the first chunk.
@@ -74,7 +74,7 @@ describe('Kling client over the network', () => {
     const task = await kling.createElement({ element_name: 'ü name' });
     expect(task).toMatchObject({ task_id: TASK.task_id, task_status: 'submitted' });
     expect(requests).toEqual([
-      { method: 'POST', url: ELEMENTS_PATH, body: JSON.stringify({ element_name: 'ü name' }), authorization: 'Bearer test-key', contentType: 'application/json' },
+      { method: 'POST', url: ELEMENTS_PATH, body: JSON.stringify({ element_name: 'ü name' }), authorization: 'Bearer test-key', contentType: 'application/json', userAgent: 'kling-element-tracker' },
     ]);
   });
 
