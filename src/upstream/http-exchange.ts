@@ -34,15 +34,17 @@ export function createHttpExchange(options: { maxSockets: number; idleConnection
   const httpAgent = new http.Agent(agentOptions);
   const httpsAgent = new https.Agent(agentOptions);
 
-  function exchange(url: string, request: HttpExchangeRequest): Promise<HttpAnswer> {
+  /** One attempt. `staleConnection` marks a kept connection that the server had closed before it read anything. */
+  function attempt(target: URL, request: HttpExchangeRequest, signal: AbortSignal): Promise<HttpAnswer> {
     return new Promise((resolve, reject) => {
-      const target = new URL(url);
       const secure = target.protocol === 'https:';
       const headers = request.body === undefined ? request.headers : { ...request.headers, 'content-length': String(Buffer.byteLength(request.body)) };
+      let answered = false;
       const outgoing = (secure ? https : http).request(
         target,
-        { method: request.method, headers, agent: secure ? httpsAgent : httpAgent, signal: AbortSignal.timeout(request.timeoutMs) },
+        { method: request.method, headers, agent: secure ? httpsAgent : httpAgent, signal },
         (response) => {
+          answered = true;
           const chunks: Buffer[] = [];
           response.on('data', (chunk: Buffer) => chunks.push(chunk));
           response.on('end', () =>
@@ -63,9 +65,28 @@ export function createHttpExchange(options: { maxSockets: number; idleConnection
           });
         },
       );
-      outgoing.on('error', reject);
+      outgoing.on('error', (error: NodeJS.ErrnoException) => {
+        const stale = outgoing.reusedSocket && !answered && (error.code === 'ECONNRESET' || error.code === 'EPIPE');
+        reject(stale ? Object.assign(error, { staleConnection: true }) : error);
+      });
       outgoing.end(request.body);
     });
+  }
+
+  /**
+   * A GET that met a kept connection the server had just closed is sent once more, on a new one (node's
+   * documented remedy; the server may close an idle connection as we reuse it). A POST is not: it may have
+   * been read, and only the caller can tell whether sending it again is safe.
+   */
+  async function exchange(url: string, request: HttpExchangeRequest): Promise<HttpAnswer> {
+    const target = new URL(url);
+    const signal = AbortSignal.timeout(request.timeoutMs);
+    try {
+      return await attempt(target, request, signal);
+    } catch (error) {
+      if (request.method !== 'GET' || !(error as { staleConnection?: boolean }).staleConnection) throw error;
+      return attempt(target, request, signal);
+    }
   }
 
   return exchange;

@@ -50,6 +50,15 @@ beforeEach(() => {
   requests.length = 0;
 });
 
+/** Answers the first request of each connection; closes the connection on the next one without answering. */
+const requestsPerConnection = new WeakMap<Socket, number>();
+const dropSecondRequestOfEachConnection: Behaviour = (req, res) => {
+  const count = (requestsPerConnection.get(req.socket) ?? 0) + 1;
+  requestsPerConnection.set(req.socket, count);
+  if (count > 1) req.socket.destroy();
+  else res.end(envelope(TASK));
+};
+
 const client = (timeoutMs = 2_000) => createKlingClient({ baseUrl, auth: { kind: 'bearer', apiKey: 'test-key' }, timeoutMs, maxInFlight: 4 });
 
 async function failureOf(promise: Promise<unknown>): Promise<UpstreamError> {
@@ -85,6 +94,27 @@ describe('Kling client over the network', () => {
     for (let i = 0; i < 3; i++) await kling.getElementTask(`task-${i}`);
     expect(requests.map((r) => r.url)).toEqual([0, 1, 2].map((i) => `${ELEMENTS_PATH}/task-${i}`));
     expect(accepted.length - before).toBe(1);
+  });
+
+  test('when a kept connection is closed by the server as a GET is sent on it, then the GET is sent once more on a new connection and succeeds', async () => {
+    behaviour = dropSecondRequestOfEachConnection;
+    const kling = client();
+    const before = accepted.length;
+    await kling.getElementTask('first');
+    const task = await kling.getElementTask('second');
+    expect(task).toMatchObject({ task_id: TASK.task_id });
+    // first, second (dropped unanswered on the kept connection), second again on a new connection.
+    expect(requests.map((r) => r.url)).toEqual(['first', 'second', 'second'].map((id) => `${ELEMENTS_PATH}/${id}`));
+    expect(accepted.length - before).toBe(2);
+  });
+
+  test('when a kept connection is closed by the server as a create is sent on it, then the create is not sent again: the failure says it may have reached Kling', async () => {
+    behaviour = dropSecondRequestOfEachConnection;
+    const kling = client();
+    await kling.getElementTask('first');
+    const failure = await failureOf(kling.createElement({ element_name: 'once' }));
+    expect(failure).toMatchObject({ kind: 'retryable', code: 'NETWORK_ERROR', details: { mayHaveReachedUpstream: true } });
+    expect(requests.map((r) => r.method)).toEqual(['GET', 'POST']);
   });
 
   test('when Kling answers 429 with Retry-After, then the failure is a rate limit carrying the wait', async () => {
