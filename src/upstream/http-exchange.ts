@@ -34,7 +34,7 @@ export function createHttpExchange(options: { maxSockets: number; idleConnection
   const httpAgent = new http.Agent(agentOptions);
   const httpsAgent = new https.Agent(agentOptions);
 
-  /** One attempt. `staleConnection` marks a kept connection that the server had closed before it read anything. */
+  /** One attempt. `staleConnection` marks a reused kept connection that failed before any answer came (the server closed it). */
   function attempt(target: URL, request: HttpExchangeRequest, signal: AbortSignal): Promise<HttpAnswer> {
     return new Promise((resolve, reject) => {
       const secure = target.protocol === 'https:';
