@@ -56,11 +56,15 @@ export function createEnqueuer(queues: TaskQueues, options: EnqueuerOptions) {
     },
   });
 
+  /** The tasks' priorities: their fair-share places (none without fair share). */
+  const fairSharePlaces = async (tasks: SubmitTarget[]): Promise<number[] | undefined> =>
+    options.fairShare
+      ? withTimeout(options.fairShare.admitMany(tasks.map((task) => task.tenantId)), ENQUEUE_TIMEOUT_MS, 'Taking fair-share places')
+      : undefined;
+
   /** Takes the tasks' fair-share places and adds their jobs in one pipeline (addBulk). */
   const queueSubmits = async (tasks: SubmitTarget[]): Promise<void[]> => {
-    const priorities = options.fairShare
-      ? await withTimeout(options.fairShare.admitMany(tasks.map((task) => task.tenantId)), ENQUEUE_TIMEOUT_MS, 'Taking fair-share places')
-      : undefined;
+    const priorities = await fairSharePlaces(tasks);
     await withTimeout(queues.submit.addBulk(tasks.map((task, index) => submitJob(task, priorities?.[index]))), ENQUEUE_TIMEOUT_MS, 'Queueing submit jobs');
     return tasks.map(() => undefined);
   };
@@ -71,8 +75,7 @@ export function createEnqueuer(queues: TaskQueues, options: EnqueuerOptions) {
    * the CPU of the add itself; at a steady trickle of creates nearly every batch is a batch of one.
    */
   const queueSubmit = async (task: SubmitTarget): Promise<void> => {
-    const [priority] = options.fairShare ? await withTimeout(options.fairShare.admitMany([task.tenantId]), ENQUEUE_TIMEOUT_MS, 'Taking a fair-share place') : [];
-    const job = submitJob(task, priority);
+    const job = submitJob(task, (await fairSharePlaces([task]))?.[0]);
     await withTimeout(queues.submit.add(job.name, job.data, job.opts), ENQUEUE_TIMEOUT_MS, 'Queueing a submit job');
   };
 
