@@ -14,7 +14,6 @@ type Behaviour = (req: http.IncomingMessage, res: http.ServerResponse) => void;
 let server: http.Server;
 let baseUrl: string;
 let behaviour: Behaviour;
-const sockets = new Set<Socket>();
 /** Every connection the server accepted, in order (open or closed). */
 const accepted: Socket[] = [];
 const requests: { method: string; url: string; body: string; authorization?: string; contentType?: string; userAgent?: string }[] = [];
@@ -32,17 +31,13 @@ beforeAll(async () => {
       behaviour(req, res);
     });
   });
-  server.on('connection', (socket) => {
-    sockets.add(socket);
-    accepted.push(socket);
-    socket.on('close', () => sockets.delete(socket));
-  });
+  server.on('connection', (socket) => accepted.push(socket));
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 });
 
 afterAll(async () => {
-  for (const socket of sockets) socket.destroy();
+  for (const socket of accepted) socket.destroy();
   await new Promise((resolve) => server.close(resolve));
 });
 
