@@ -6,7 +6,9 @@
  *
  * Nothing waits for a batch to fill: the first call after an idle period is sent on the next turn of the
  * event loop, together with whatever else arrived in the same turn. Calls that arrive while
- * `maxInFlight` batches are out wait for one of them to finish and then go together.
+ * `maxInFlight` batches are out wait for one of them to finish and then go together. With `lingerMs`,
+ * a call that finds no batch out but came within `lingerMs` of the call before it waits that long for
+ * company (see the option).
  */
 export interface BatcherOptions<I, O> {
   /** The whole batch at once; one result per item, in order. */
@@ -20,6 +22,13 @@ export interface BatcherOptions<I, O> {
   maxBatch: number;
   /** Most batches out at once. */
   maxInFlight: number;
+  /**
+   * When calls come at least this close together (ms) and none is out, the next one waits this long for
+   * others to join it instead of going alone (default 0: never waits). At a steady moderate rate calls
+   * otherwise find nothing out and each goes alone, paying a whole round trip of its own; a call after a
+   * quiet spell never waits.
+   */
+  lingerMs?: number;
 }
 
 interface Waiting<I, O> {
@@ -34,6 +43,8 @@ export function createBatcher<I, O>(options: BatcherOptions<I, O>): Batched<I, O
   const waiting: Waiting<I, O>[] = [];
   let inFlight = 0;
   let scheduled = false;
+  const lingerMs = options.lingerMs ?? 0;
+  let lastCallAt = Number.NEGATIVE_INFINITY;
 
   async function send(batch: Waiting<I, O>[]): Promise<void> {
     if (batch.length === 1) {
@@ -59,21 +70,27 @@ export function createBatcher<I, O>(options: BatcherOptions<I, O>): Batched<I, O
       inFlight += 1;
       void send(batch).finally(() => {
         inFlight -= 1;
+        // Calls that waited for this batch have waited enough.
         schedule();
       });
     }
   }
 
-  function schedule(): void {
+  /** `linger`: the call that asks came close after the one before it (see `lingerMs`). */
+  function schedule(linger = false): void {
     if (scheduled || waiting.length === 0 || inFlight >= options.maxInFlight) return;
     scheduled = true;
+    if (linger && inFlight === 0) setTimeout(startBatches, lingerMs);
     // setImmediate, not a microtask: requests parsed in the same turn of the event loop join this batch.
-    setImmediate(startBatches);
+    else setImmediate(startBatches);
   }
 
   return (item) =>
     new Promise<O>((resolve, reject) => {
       waiting.push({ item, resolve, reject });
-      schedule();
+      const now = lingerMs > 0 ? performance.now() : 0;
+      const closeAfterLast = now - lastCallAt < lingerMs;
+      lastCallAt = now;
+      schedule(closeAfterLast);
     });
 }

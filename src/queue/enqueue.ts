@@ -34,6 +34,12 @@ export interface EnqueuerOptions {
 /** Concurrent submit jobs queued together: up to this many per round trip, two round trips out at once. */
 const SUBMIT_BATCH_MAX = 100;
 const SUBMIT_BATCHES_IN_FLIGHT = 2;
+/**
+ * Submits queued at least this close together (ms) wait this long for company when no batch is out (see
+ * batcher.ts). They are queued after the create is answered, so no client waits for it, and a task is
+ * minutes at Kling.
+ */
+const SUBMIT_LINGER_MS = 5;
 
 export function createEnqueuer(queues: TaskQueues, options: EnqueuerOptions) {
   function requireConnection(): void {
@@ -84,6 +90,7 @@ export function createEnqueuer(queues: TaskQueues, options: EnqueuerOptions) {
     many: queueSubmits,
     maxBatch: SUBMIT_BATCH_MAX,
     maxInFlight: SUBMIT_BATCHES_IN_FLIGHT,
+    lingerMs: SUBMIT_LINGER_MS,
   });
   /** Submits being queued after their create was answered (see `queueSubmitAfterAnswer`). */
   const queuingAfterAnswer = new Set<Promise<void>>();

@@ -1,7 +1,7 @@
 import { createBatcher } from '../../src/batcher';
 
 /** Records how the batcher called its two functions. */
-function recordingBatcher(options: { maxBatch?: number; maxInFlight?: number; failMany?: boolean; badItem?: number } = {}) {
+function recordingBatcher(options: { maxBatch?: number; maxInFlight?: number; lingerMs?: number; failMany?: boolean; badItem?: number } = {}) {
   const batches: number[][] = [];
   const singles: number[] = [];
   let inFlight = 0;
@@ -31,9 +31,12 @@ function recordingBatcher(options: { maxBatch?: number; maxInFlight?: number; fa
       }),
     maxBatch: options.maxBatch ?? 100,
     maxInFlight: options.maxInFlight ?? 2,
+    lingerMs: options.lingerMs,
   });
   return { batched, batches, singles, mostInFlight: () => mostInFlight };
 }
+
+const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe('createBatcher (group commit)', () => {
   test('when one call arrives alone, then it goes through `one` and gets its own answer', async () => {
@@ -87,5 +90,35 @@ describe('createBatcher (group commit)', () => {
     ]);
     expect(rig.batches).toEqual([[1, 2, 3, 4]]);
     expect([...rig.singles].sort()).toEqual([1, 2, 3, 4]);
+  });
+
+  test('when calls come close together with none out, then the next one waits lingerMs for company', async () => {
+    const rig = recordingBatcher({ lingerMs: 200 });
+
+    await rig.batched(1);
+    await pause(1); // its batch is no longer out
+    // Some 6 ms after the first (its round trip and the pause): close enough to wait; the third joins it.
+    const second = rig.batched(2);
+    await pause(20);
+    const third = rig.batched(3);
+
+    await expect(Promise.all([second, third])).resolves.toEqual([4, 6]);
+    expect(rig.singles).toEqual([1]);
+    expect(rig.batches).toEqual([[2, 3]]);
+  });
+
+  test('when a call comes after a quiet spell, then it goes alone at once instead of waiting', async () => {
+    const rig = recordingBatcher({ lingerMs: 100 });
+
+    await rig.batched(1);
+    await pause(150);
+    const second = rig.batched(2);
+    // Sent on the next turn: it is out before this one arrives, which then waits for company of its own.
+    await pause(20);
+    const third = rig.batched(3);
+
+    await expect(Promise.all([second, third])).resolves.toEqual([4, 6]);
+    expect(rig.singles).toEqual([1, 2, 3]);
+    expect(rig.batches).toEqual([]);
   });
 });
