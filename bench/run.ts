@@ -18,6 +18,7 @@ import { parseOptions, ROOT, type BenchOptions } from './options';
 import { CLIENT_WEBHOOK_PATH } from './fake-kling';
 import { cpuSeconds, FakeKlingChild, freePort, rssMb, ServiceChild, sleep } from './processes';
 import { fmt, Progress, table } from './report';
+import { tcpDropCounters, tcpDropsSince, type TcpDrops } from './tcp-counters';
 
 /**
  * `npm run bench`: the service's submit path against the physical floor, then a burst end to end.
@@ -495,6 +496,7 @@ async function main(): Promise<void> {
       await eventLoopDelayMs(`${apiUrl}/metrics`); // starts the API's delay histogram afresh for the burst
       const before = { api: rssMb(api.pid), worker: rssMb(worker.pid) };
       const cpuBefore = { api: cpuSeconds(api.pid), worker: cpuSeconds(worker.pid) };
+      const tcpBefore = tcpDropCounters();
       const t0 = Date.now();
       const started = performance.now();
       let counts: Record<string, number> = {};
@@ -539,6 +541,7 @@ async function main(): Promise<void> {
       const apiLoopDelay = await eventLoopDelayMs(`${apiUrl}/metrics`);
       // Let the last visibility checks finish.
       await callbacksSettled();
+      const tcpDrops = tcpDropsSince(tcpBefore);
       const fakeStats = await fake.stats();
       progress.update(`burst done; settling ${options.settleS} s for the "after" memory sample`);
       const settleEnd = Date.now() + options.settleS * 1000;
@@ -610,6 +613,7 @@ async function main(): Promise<void> {
         callback_to_visible_per_5_s: visibleByTime.perWindow,
         callback_sent_to_answered: summarize(fakeStats.callbackAnsweredMs),
         callback_sent_to_answered_on_new_connection: summarize(fakeStats.callbackAnsweredOnNewConnectionMs),
+        tcp_drops: tcpDrops,
         fake_kling_event_loop_delay_ms: fakeStats.eventLoopDelayMs ?? null,
         api_event_loop_delay_ms: apiLoopDelay,
         callback_received_to_answered_by_api: answered,
@@ -626,6 +630,7 @@ async function main(): Promise<void> {
     // --- issue #9: SSE fan-out
     if (options.phases.sse) {
       const submitQueue = new Queue(SUBMIT_QUEUE, { connection: redis, prefix: bullPrefix(queuePrefix) });
+      const tcpBefore = tcpDropCounters();
       const sse = await sseFanout({
         apiUrl,
         apiKey,
@@ -638,7 +643,7 @@ async function main(): Promise<void> {
         timeoutS: options.burstTimeoutS,
       });
       await submitQueue.close();
-      result.sse = sse;
+      result.sse = { ...sse, tcp_drops: tcpDropsSince(tcpBefore) };
       progress.log(`sse: ${sse.streams} streams, ${sse.kb_per_stream.rss} KB RSS each; change → stream p50 ${fmt(sse.change_to_stream.p50_ms, 1)} ms p99 ${fmt(sse.change_to_stream.p99_ms, 1)} ms`);
     }
 
@@ -706,6 +711,10 @@ function evaluateTargets(result: Json): Json {
   return targets;
 }
 
+/** Machine-wide, during the phase (see tcp-counters.ts): a dropped SYN costs its connection a second. */
+const TCP_DROPS_LABEL = 'connections dropped at a full listen queue / SYNs sent again';
+const tcpDropsText = (drops: TcpDrops | null): string => (drops ? `${drops.listen_overflows} / ${drops.syn_retransmits} (machine-wide)` : 'n/a');
+
 /** A latency summary as "p50 / p99 / max ms". */
 const p50p99max = (summary: Json): string => `${fmt(summary.p50_ms, 2)} / ${fmt(summary.p99_ms, 2)} / ${fmt(summary.max_ms, 2)} ms`;
 
@@ -754,6 +763,7 @@ function printTables(result: Json): void {
           ['  callback sent → its answer read (fake Kling)', p50p99max(burst.callback_sent_to_answered)],
           ...(burst.task_get_received_to_answered_by_api?.count ? [['  the GETs that follow: received → answered by the API', p50p99max(burst.task_get_received_to_answered_by_api)]] : []),
           ['    of those, on a new connection', `${burst.callback_sent_to_answered_on_new_connection.count} callbacks: ${p50p99max(burst.callback_sent_to_answered_on_new_connection)}`],
+          [TCP_DROPS_LABEL, tcpDropsText(burst.tcp_drops)],
           ['  the API\'s event-loop delay p99 / max', `${fmt(burst.api_event_loop_delay_ms.p99, 2)} / ${fmt(burst.api_event_loop_delay_ms.max, 2)} ms`],
           [
             '  the fake Kling\'s own event-loop delay p50 / p99 / max',
@@ -798,6 +808,7 @@ function printTables(result: Json): void {
         ['', 'value'],
         [
           ['all open (first event on each) after', `${fmt(sse.open_s, 2)} s`],
+          [TCP_DROPS_LABEL, tcpDropsText(sse.tcp_drops)],
           ['API RSS before → with streams', `${fmt(sse.rss_mb.before, 1)} → ${fmt(sse.rss_mb.with_streams, 1)} MB (${fmt(sse.kb_per_stream.rss, 1)} KB per stream)`],
           ['API V8 heap before → with streams', `${fmt(sse.heap_mb.before, 1)} → ${fmt(sse.heap_mb.with_streams, 1)} MB (${fmt(sse.kb_per_stream.heap, 1)} KB per stream)`],
           ['every stream ended (terminal) after', `${fmt(sse.all_terminal_s, 2)} s, ${sse.events_received} events`],

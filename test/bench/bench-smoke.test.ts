@@ -119,6 +119,11 @@ test('when the bench runs in quick mode, then it prints the tables and writes a 
   expect((result.burst.callback_to_visible_per_5_s as { count: number }[]).reduce((n, window) => n + window.count, 0)).toBe(visible);
   // Callbacks on new connections are a subset of all callbacks answered.
   expect(result.burst.callback_sent_to_answered_on_new_connection.count).toBeLessThanOrEqual(result.burst.callback_sent_to_answered.count);
+  // Linux publishes the counters (this machine is Linux); they only ever rise.
+  for (const drops of [result.burst.tcp_drops, result.sse.tcp_drops]) {
+    expect(drops).toEqual({ listen_overflows: expect.any(Number), syn_retransmits: expect.any(Number) });
+    expect(Math.min(drops.listen_overflows, drops.syn_retransmits)).toBeGreaterThanOrEqual(0);
+  }
 });
 
 test('when the burst runs with client webhooks, then every status webhook is delivered and counted', async () => {
