@@ -14,8 +14,11 @@ export type PollOutcome = 'applied' | 'ignored' | 'not_found' | 'skipped' | 'err
 export type WebhookDeliveryOutcome = 'delivered' | 'retrying' | 'failed';
 export type UpstreamOperation = 'create' | 'get';
 
-/** BullMQ job states reported per queue. */
-export const QUEUE_STATES = ['waiting', 'active', 'failed', 'delayed'] as const;
+/**
+ * BullMQ job states reported per queue. A job with a priority waits as `prioritized`, not `waiting`: with
+ * FAIR_SHARE (the default) every submit job has one, so without that state the submit queue looked empty.
+ */
+export const QUEUE_STATES = ['waiting', 'prioritized', 'active', 'failed', 'delayed'] as const;
 
 /** Tasks take minutes upstream; the low buckets show tasks that fail fast. */
 const TASK_DURATION_BUCKETS_SECONDS = [0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400];

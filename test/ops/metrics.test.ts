@@ -112,7 +112,7 @@ describe('Prometheus metrics', () => {
     const text = await scrape();
 
     for (const queue of ['submit-task', 'poll-task', 'notify-client', 'maintenance']) {
-      for (const state of ['waiting', 'active', 'failed', 'delayed']) {
+      for (const state of ['waiting', 'prioritized', 'active', 'failed', 'delayed']) {
         expect(text).toMatch(new RegExp(`^kling_tracker_queue_jobs\\{queue="${queue}",state="${state}"\\} \\d+$`, 'm'));
       }
     }
