@@ -1,5 +1,6 @@
 import cluster, { type Worker } from 'node:cluster';
 import type { Logger } from './logger';
+import { serveClusterMetrics } from './metrics/cluster-metrics';
 
 /** Upper bound on the API processes' graceful stop, as for a single process (see bootstrap.ts). */
 const STOP_TIMEOUT_MS = 30_000;
@@ -9,7 +10,7 @@ const STOP_TIMEOUT_MS = 30_000;
  * (node:cluster hands connections out in turn). A Node process runs JavaScript on one core, so under load
  * one API process is the bottleneck while Postgres and Redis have cores to spare; see bench/README.md for
  * when it pays. Each process has its own connection pools (DATABASE_POOL_SIZE each) and its own
- * /metrics registry.
+ * /metrics registry; a scrape of /metrics gets all of them added up (metrics/cluster-metrics.ts).
  *
  * A process that dies after it was listening is replaced; one that dies before (bad config, database
  * unreachable at start) stops the whole API with an error, as a single process would, so a supervisor
@@ -58,6 +59,7 @@ export function superviseApiProcesses(count: number, logger: Logger): void {
     });
   }
 
+  serveClusterMetrics();
   logger.info({ processes: count }, `starting ${count} API processes`);
   for (let i = 0; i < count; i++) start();
 }

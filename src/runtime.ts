@@ -1,3 +1,4 @@
+import cluster from 'node:cluster';
 import type { Server } from 'node:http';
 import type { Express } from 'express';
 import type { Redis } from 'ioredis';
@@ -75,6 +76,8 @@ export async function createRuntime(config: Config, logger: Logger): Promise<Run
   const metrics = createMetrics({
     queues: [queues.submit, queues.poll, queues.notify, queues.maintenance],
     isRedisReady: () => redis.status === 'ready',
+    // Only API processes are forked by the API_PROCESSES supervisor (api-cluster.ts).
+    clusterWide: cluster.isWorker,
   });
   // One pub/sub connection per process, opened by the first listener (API processes only, in practice).
   const subscriber = createRedisSubscriber(redis, logger);

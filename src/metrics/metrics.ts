@@ -2,6 +2,7 @@ import type { Queue } from 'bullmq';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { TaskRecord } from '../db/task-repository';
 import { isTerminal } from '../tasks/task-status';
+import { clusterWideMetrics, type RenderedMetrics } from './cluster-metrics';
 
 /**
  * The service's Prometheus metrics. Each process (API, worker, or both in one) has its own registry and
@@ -40,6 +41,8 @@ export interface MetricsOptions {
   queues?: Queue[];
   /** False while Redis is down: the queue gauges are then left out of the scrape instead of waiting. */
   isRedisReady?: () => boolean;
+  /** An API process under the API_PROCESSES supervisor: `render` gives every API process's metrics (cluster-metrics.ts). */
+  clusterWide?: boolean;
 }
 
 export function createMetrics(options: MetricsOptions = {}) {
@@ -98,6 +101,8 @@ export function createMetrics(options: MetricsOptions = {}) {
       help: 'Jobs per BullMQ queue and state, read from Redis at scrape time (the same in every process)',
       labelNames: ['queue', 'state'] as const,
       registers: [registry],
+      // Every API process reads the same counts: aggregated across them, taken once, not added up.
+      aggregator: 'max',
       async collect() {
         this.reset();
         if (options.isRedisReady && !options.isRedisReady()) return;
@@ -110,6 +115,8 @@ export function createMetrics(options: MetricsOptions = {}) {
       },
     });
   }
+
+  const renderClusterWide = options.clusterWide ? clusterWideMetrics(registry) : undefined;
 
   return {
     registry,
@@ -136,8 +143,9 @@ export function createMetrics(options: MetricsOptions = {}) {
     webhookDelivery(outcome: WebhookDeliveryOutcome): void {
       webhookDeliveries.inc({ outcome });
     },
-    /** The Prometheus text exposition of this process's registry. */
-    async render(): Promise<{ contentType: string; body: string }> {
+    /** The Prometheus text exposition of this process's registry (with `clusterWide`, of every API process's). */
+    async render(): Promise<RenderedMetrics> {
+      if (renderClusterWide) return renderClusterWide();
       return { contentType: registry.contentType, body: await registry.metrics() };
     },
   };

@@ -5,6 +5,26 @@ import { useFaultRig } from '../helpers/fault-rig';
 import { waitUntil } from '../helpers/fault-utils';
 import { createTenantWithCli, serviceEnv, type ServiceProcess } from '../helpers/service-processes';
 
+/** GETs on a connection of its own (agent: false), so each request may reach another API process. */
+function getOnNewConnection(url: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { agent: false }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => (body += chunk));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/** One sample's value from a Prometheus text exposition, NaN when absent. */
+const sample = (exposition: string, series: string): number => {
+  const line = exposition.split('\n').find((candidate) => candidate.startsWith(`${series} `));
+  return line ? Number(line.slice(series.length + 1)) : Number.NaN;
+};
+
 /** POSTs JSON on a connection of its own (agent: false) and resolves with the status. */
 function postOnNewConnection(url: string, auth: string, body: string): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -64,6 +84,25 @@ describe('API cluster mode (API_PROCESSES)', () => {
 
     expect(await api.stop()).toEqual({ code: 0, signal: null });
     expect([second, replacement].filter(isAlive)).toEqual([]);
+  });
+
+  test('when two API processes run, then every scrape of /metrics adds up both, and gauges read from Redis are taken once', async () => {
+    const api = await rig.procs.spawn('api', clusterEnv());
+    await waitUntil(() => listeningPids(api).length === 2, 'two API processes listening', { timeoutMs: 20_000, context: () => api.describe() });
+    const { auth } = await createTenantWithCli(rig.db.url, 'cluster-metrics');
+    for (let i = 0; i < 6; i++) expect(await postOnNewConnection(`${api.url}/v1/tasks`, auth, JSON.stringify(validImageTask()))).toBe(202);
+    const answeredBy = () => new Set(api.logs.filter((line) => line.msg === 'request completed' && (line.req as { url: string }).url === '/v1/tasks').map((line) => line.pid));
+    await waitUntil(() => answeredBy().size === 2, 'creates answered by both API processes', { timeoutMs: 10_000, context: () => api.describe() });
+
+    // No worker runs here: the six submit jobs stay in Redis, the same six whichever process reads them.
+    for (let i = 0; i < 4; i++) {
+      const scrape = await getOnNewConnection(`${api.url}/metrics`);
+      expect(scrape.status).toBe(200);
+      expect(sample(scrape.body, 'kling_tracker_tasks_created_total{surface="v1"}')).toBe(6);
+      const waiting = ['waiting', 'prioritized'].map((state) => sample(scrape.body, `kling_tracker_queue_jobs{queue="submit-task",state="${state}"}`));
+      expect(waiting[0]! + waiting[1]!).toBe(6);
+    }
+    await api.stop();
   });
 
   test('when the API processes cannot start (port taken), then the API exits with an error instead of restarting them', async () => {
