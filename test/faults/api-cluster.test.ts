@@ -2,6 +2,7 @@ import { request } from 'node:http';
 import { createServer } from 'node:net';
 import { validImageTask } from '../helpers/factories';
 import { useFaultRig } from '../helpers/fault-rig';
+import { sample } from '../helpers/prometheus';
 import { waitUntil } from '../helpers/fault-utils';
 import { createTenantWithCli, serviceEnv, type ServiceProcess } from '../helpers/service-processes';
 
@@ -18,12 +19,6 @@ function getOnNewConnection(url: string): Promise<{ status: number; body: string
     req.end();
   });
 }
-
-/** One sample's value from a Prometheus text exposition, NaN when absent. */
-const sample = (exposition: string, series: string): number => {
-  const line = exposition.split('\n').find((candidate) => candidate.startsWith(`${series} `));
-  return line ? Number(line.slice(series.length + 1)) : Number.NaN;
-};
 
 /** POSTs JSON on a connection of its own (agent: false) and resolves with the status. */
 function postOnNewConnection(url: string, auth: string, body: string): Promise<number> {
@@ -98,8 +93,8 @@ describe('API cluster mode (API_PROCESSES)', () => {
     for (let i = 0; i < 4; i++) {
       const scrape = await getOnNewConnection(`${api.url}/metrics`);
       expect(scrape.status).toBe(200);
-      expect(sample(scrape.body, 'kling_tracker_tasks_created_total{surface="v1"}')).toBe(6);
-      const waiting = ['waiting', 'prioritized'].map((state) => sample(scrape.body, `kling_tracker_queue_jobs{queue="submit-task",state="${state}"}`));
+      expect(sample(scrape.body, 'kling_tracker_tasks_created_total', { surface: 'v1' })).toBe(6);
+      const waiting = ['waiting', 'prioritized'].map((state) => sample(scrape.body, 'kling_tracker_queue_jobs', { queue: 'submit-task', state }));
       expect(waiting[0]! + waiting[1]!).toBe(6);
     }
     await api.stop();
