@@ -6,31 +6,26 @@ import { sample } from '../helpers/prometheus';
 import { waitUntil } from '../helpers/fault-utils';
 import { createTenantWithCli, serviceEnv, type ServiceProcess } from '../helpers/service-processes';
 
-/** GETs on a connection of its own (agent: false), so each request may reach another API process. */
-function getOnNewConnection(url: string): Promise<{ status: number; body: string }> {
+/**
+ * One request on a connection of its own (agent: false, no keep-alive), so that each may reach another
+ * API process: the supervisor hands connections out in turn.
+ */
+function onNewConnection(url: string, options: { method?: string; headers?: Record<string, string | number> } = {}, body?: string): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
-    const req = request(url, { agent: false }, (res) => {
-      let body = '';
+    const req = request(url, { ...options, agent: false }, (res) => {
+      let text = '';
       res.setEncoding('utf8');
-      res.on('data', (chunk: string) => (body += chunk));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
-
-/** POSTs JSON on a connection of its own (agent: false) and resolves with the status. */
-function postOnNewConnection(url: string, auth: string, body: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const req = request(url, { method: 'POST', agent: false, headers: { authorization: auth, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode ?? 0));
+      res.on('data', (chunk: string) => (text += chunk));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
     });
     req.on('error', reject);
     req.end(body);
   });
 }
+
+/** POSTs JSON on a connection of its own and resolves with the status. */
+const postOnNewConnection = async (url: string, auth: string, body: string): Promise<number> =>
+  (await onNewConnection(url, { method: 'POST', headers: { authorization: auth, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, body)).status;
 
 /**
  * API_PROCESSES=2: `start:api` supervises two API processes on one port (src/api-cluster.ts). Both
@@ -91,7 +86,7 @@ describe('API cluster mode (API_PROCESSES)', () => {
 
     // No worker runs here: the six submit jobs stay in Redis, the same six whichever process reads them.
     for (let i = 0; i < 4; i++) {
-      const scrape = await getOnNewConnection(`${api.url}/metrics`);
+      const scrape = await onNewConnection(`${api.url}/metrics`);
       expect(scrape.status).toBe(200);
       expect(sample(scrape.body, 'kling_tracker_tasks_created_total', { surface: 'v1' })).toBe(6);
       const waiting = ['waiting', 'prioritized'].map((state) => sample(scrape.body, 'kling_tracker_queue_jobs', { queue: 'submit-task', state }));
