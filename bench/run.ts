@@ -311,20 +311,25 @@ async function main(): Promise<void> {
       // floor's jobs have no consumer either). They are thrown away before the burst.
       const submitQueue = new Queue(SUBMIT_QUEUE, { connection: redis, prefix: bullPrefix(queuePrefix) });
       await submitQueue.pause();
-      const run = async (label: string, target: LoadTarget, durationS: number, server: ServiceChild) => {
+      /** The load's outcome, with the CPU seconds the server (all, and the kernel's part) and its Postgres backends spent meanwhile. */
+      const withServerCpu = async <T>(server: ServiceChild, load: () => Promise<T>) => {
         const applicationName = applicationNameOf(server);
         const pgBefore = await backendCpu(pg, applicationName);
         const cpuBefore = cpuSeconds(server.pid);
         const sysBefore = cpuSeconds(server.pid, 'system');
-        const outcome = await closedLoop(target, {
-          connections: options.connections,
-          durationS,
-          onProgress: (done, elapsed) => progress.update(`${label}: ${done} requests, ${fmt(done / elapsed, 0)}/s, ${fmt(elapsed, 1)}/${durationS} s`),
-        });
+        const outcome = await load();
         const cpuS = cpuSeconds(server.pid) - cpuBefore;
         const sysS = cpuSeconds(server.pid, 'system') - sysBefore;
         return { outcome, cpuS, sysS, pgS: cpuDelta(pgBefore, await backendCpu(pg, applicationName)) };
       };
+      const run = (label: string, target: LoadTarget, durationS: number, server: ServiceChild) =>
+        withServerCpu(server, () =>
+          closedLoop(target, {
+            connections: options.connections,
+            durationS,
+            onProgress: (done, elapsed) => progress.update(`${label}: ${done} requests, ${fmt(done / elapsed, 0)}/s, ${fmt(elapsed, 1)}/${durationS} s`),
+          }),
+        );
       if (options.warmupS > 0) {
         await run('warm-up ours', ours, options.warmupS, api);
         await run('warm-up floor', floorTarget, options.warmupS, floor);
@@ -378,24 +383,23 @@ async function main(): Promise<void> {
         const loopDelay = monitorEventLoopDelay({ resolution: 5 });
         loopDelay.enable();
         const since = Date.now();
-        const pgBefore = await backendCpu(pg, applicationNameOf(server));
-        const serverBefore = cpuSeconds(server.pid);
-        const serverSystemBefore = cpuSeconds(server.pid, 'system');
-        const generatorBefore = process.cpuUsage();
-        const outcome = await fixedRate(target, {
-          connections: options.connections,
-          rate,
-          durationS: options.halfDurationS,
-          onProgress: (done, elapsed) => progress.update(`${label} at ${fmt(rate, 0)}/s: ${done} requests, ${fmt(elapsed, 1)}/${options.halfDurationS} s`),
+        const { outcome: measured, cpuS, sysS, pgS } = await withServerCpu(server, async () => {
+          const generatorBefore = process.cpuUsage();
+          const outcome = await fixedRate(target, {
+            connections: options.connections,
+            rate,
+            durationS: options.halfDurationS,
+            onProgress: (done, elapsed) => progress.update(`${label} at ${fmt(rate, 0)}/s: ${done} requests, ${fmt(elapsed, 1)}/${options.halfDurationS} s`),
+          });
+          loopDelay.disable();
+          return { outcome, generatorUsage: process.cpuUsage(generatorBefore) };
         });
-        loopDelay.disable();
-        const generatorUsage = process.cpuUsage(generatorBefore);
+        const { outcome, generatorUsage } = measured;
         const perRequest = (seconds: number) => round3((seconds * 1000) / Math.max(1, outcome.requests));
-        const serverCpuS = cpuSeconds(server.pid) - serverBefore;
-        const serverSystemShare = round2((cpuSeconds(server.pid, 'system') - serverSystemBefore) / Math.max(serverCpuS, 0.001));
+        const serverSystemShare = round2(sysS / Math.max(cpuS, 0.001));
         const cpu = {
-          server: perRequest(serverCpuS),
-          postgres: perRequest(cpuDelta(pgBefore, await backendCpu(pg, applicationNameOf(server)))),
+          server: perRequest(cpuS),
+          postgres: perRequest(pgS),
           generator: perRequest((generatorUsage.user + generatorUsage.system) / 1e6),
         };
         const ms = (ns: number) => round2(ns / 1e6);
