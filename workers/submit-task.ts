@@ -42,12 +42,12 @@ const asUpstreamError = (error: unknown): UpstreamError =>
 export async function submitTask(deps: SubmitTaskDeps, job: Job, token?: string): Promise<void> {
   const { taskId, tenantId } = taskJobSchema.parse(job.data);
   // The job leaves its tenant's backlog the first time a worker takes it — once, however often it comes
-  // back (retries and rate-limit refusals keep their place).
-  if (tenantId && job.opts.priority && !(job.data as { fairShareReleased?: boolean }).fairShareReleased) {
-    await deps.enqueuer.releaseFairShare(tenantId).catch(() => undefined);
-    await job.updateData({ ...job.data, fairShareReleased: true }).catch(() => undefined);
-  }
-  const task = await deps.tasks.claimForSubmit(taskId);
+  // back (retries and rate-limit refusals keep their place). BullMQ counts every time a job is taken
+  // (`attemptsStarted`, 1 the first time), so this needs no mark of its own and no round trip to set one;
+  // a worker that dies between taking a job and releasing it leaves the backlog one too high, which
+  // fair-share.ts allows for.
+  const firstTake = tenantId !== undefined && Boolean(job.opts.priority) && job.attemptsStarted <= 1;
+  const [task] = await Promise.all([deps.tasks.claimForSubmit(taskId), firstTake ? deps.enqueuer.releaseFairShare(tenantId).catch(() => undefined) : undefined]);
   if (!task) {
     const current = await deps.tasks.findById(taskId);
     deps.logger.info({ taskId, status: current?.status }, 'submit skipped: task is no longer queued');

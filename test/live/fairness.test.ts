@@ -120,3 +120,50 @@ describe('per-tenant limits', () => {
     }
   });
 });
+
+describe('fairness: a tenant\'s backlog counts each job once', () => {
+  let service: TestService;
+
+  beforeAll(async () => {
+    // One job at a time, and every unscripted create held a while: while Kling holds one, the backlog is still.
+    service = await startTestService({ env: { KLING_CONCURRENCY: '1' }, fakeKling: { createDelayMs: 400 } });
+  });
+  afterAll(() => service.stop());
+
+  /** Polls until `holds` (no fixed sleeps). */
+  async function until(holds: () => Promise<boolean> | boolean, what: string): Promise<void> {
+    const deadline = Date.now() + 10_000;
+    while (!(await holds())) {
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+  }
+
+  test('when a job comes back for a retry, then it does not leave its tenant\'s backlog a second time: later jobs keep their places', async () => {
+    const { auth } = await service.createTenant();
+    const post = async () => {
+      const created = await service.http.post('/v1/tasks').set('authorization', auth).send(validImageTask({ external_task_id: uniqueExternalId('once') }));
+      expect(created.status).toBe(202);
+      return created.body.task_id as string;
+    };
+    await service.runtime.queues.submit.pause();
+    const [first, ...others] = [await post(), await post(), await post()];
+    const tenantId = (await service.runtime.tasks.findById(first!))!.tenantId;
+    const backlog = async () => Number((await service.runtime.redis.get(`${service.runtime.config.queuePrefix}:fair-share:${tenantId}`)) ?? 0);
+    // A create is answered before its job is queued (and counted).
+    await until(async () => (await backlog()) === 3, 'the three jobs to be queued');
+    service.fake!.scriptCreate({ status: 500, body: { code: 5000, message: 'Server internal error', request_id: 'r1' } });
+
+    await service.runtime.queues.submit.resume();
+    // The first job fails once and is retried; Kling holds its second create, and nothing else runs meanwhile.
+    const createsOf = (taskId: string) => service.fake!.creates().filter((request) => request.body?.external_task_id === taskId).length;
+    await until(() => createsOf(first!) === 2, 'the first task to be sent to Kling a second time');
+    const taken = new Set(service.fake!.creates().map((request) => request.body?.external_task_id)).size;
+    expect(service.fake!.createsInFlight).toBe(1);
+
+    // Each job taken left the backlog once: the retried one too, on its first take only.
+    expect(await backlog()).toBe(3 - taken);
+    for (const taskId of [first!, ...others]) await service.waitForTask(taskId, (task) => task.status === 'succeed');
+    expect(await backlog()).toBe(0);
+  });
+});
