@@ -4,6 +4,7 @@ import type { Express } from 'express';
 import type { Redis } from 'ioredis';
 import { createApp } from './api/app';
 import { createApiKeyCache, revocationChannel, type ApiKeyCache } from './api/api-key-cache';
+import { createHttpServer } from './api/http-server';
 import { SANDBOX_PATH, type Config } from './config';
 import { createDb, type Db } from './db/prisma';
 import { createSettingsRepository } from './db/settings-repository';
@@ -153,8 +154,13 @@ export async function startApi(runtime: Runtime): Promise<{ server: Server; base
     },
     extraRouters: isSandbox(config) ? [{ path: SANDBOX_PATH, router: createSandboxUpstream({ stepDelayMs: config.sandboxStepDelayMs, logger }) }] : [],
   });
-  const server = await new Promise<Server>((resolve, reject) => {
-    const listening = app.listen(config.port, (error?: Error) => (error ? reject(error) : resolve(listening)));
+  const server = createHttpServer(app);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.port, () => {
+      server.off('error', reject);
+      resolve();
+    });
   });
   keepConnectionsOpen(server, config.httpKeepAliveTimeoutMs);
   const address = server.address();
