@@ -19,7 +19,7 @@ import { klingCompatRoutes } from './kling-compat/kling-compat-routes';
 import { createAdmission } from './create-admission';
 import { chain } from './chain';
 import { jsonBody } from './json-body';
-import { requestLogging } from './request-logging';
+import { useRequestLogging } from './request-logging';
 import { ADMIN_QUEUES_PATH, adminQueueRoutes } from './routes/admin-routes';
 import { docsRoutes } from './routes/docs-routes';
 import { healthRoutes, type ReadinessCheck } from './routes/health-routes';
@@ -74,7 +74,7 @@ export function createApp(deps: AppDeps): Express {
   // client of this API uses; static files (console, docs assets) keep their own ETags.
   app.set('etag', false);
   app.set('trust proxy', 'loopback');
-  app.use(requestLogging(deps.logger));
+  useRequestLogging(app, deps.logger);
   // The busiest routes first: Express tries every earlier router on every request. No other route
   // lives under these paths, so the order changes nothing else.
   const creates = createAdmission(deps.maxConcurrentCreates, { targetMs: deps.callbackTargetMs });
