@@ -8,14 +8,15 @@ const isPlainFunction = (constructor: unknown): boolean => typeof constructor ==
 /**
  * The HTTP server for an Express app, whose requests and responses are born with the app's prototypes.
  *
- * Express gives every request and response its own prototypes on arrival (`Object.setPrototypeOf(req,
- * app.request)` in `app.handle`). V8 then no longer treats them as objects of one shape: each request
- * allocates more, and about a quarter of what it allocates outlives two young-generation collections, so
- * it is copied into the old generation and collected only by the next full collection. Measured with a
- * bare Express app at 1,800 requests/s (`--trace-gc-nvp`): 2.9 MB promoted per young collection, each
- * pausing 3.5 ms, against nothing promoted and 0.4 ms pauses when the objects are made with Express's
- * prototypes from the start, as here (Express's own `setPrototypeOf` is then a no-op). In the API those
- * pauses and the full collections every ~2 s they bring made the tail of every request.
+ * Express gives every request and response new prototypes on arrival (`Object.setPrototypeOf(req,
+ * app.request)` in `app.handle`), and that costs V8 more than it looks: each request allocates more, and
+ * about a quarter of it outlives two young-generation collections, so it is copied into the old
+ * generation and freed only by the next full collection. Measured with a bare Express app at 1,800
+ * requests/s (`--trace-gc-nvp`): 2.9 MB promoted per young collection, each pausing 3.5 ms, against
+ * nothing promoted and 0.4 ms pauses when the objects are made with Express's prototypes from the start,
+ * as here (Express's own `setPrototypeOf` then changes nothing). In the API those pauses, and the full
+ * collections every ~2 s that they brought, lengthened the tail of every request (bench/README.md,
+ * eighth session).
  *
  * Should Node's constructors ever become classes (which cannot be called on another object), the server
  * falls back to Node's own, which only costs the above.

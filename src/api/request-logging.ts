@@ -72,8 +72,9 @@ const REQUEST_LOGGER = Symbol('requestLogger');
  *
  * `req.log` is a getter on the app's request prototype (Express's `app.request`), defined once. Defined
  * on each request instead, with a closure over that request, it gave every request a hidden class of its
- * own that kept the request and its answer reachable until the next full collection: 3 MB copied into
- * the old generation per young collection at 1,800 requests/s (`--trace-gc-nvp`), nothing without it.
+ * own, and requests with their answers outlived two young-generation collections: 3 MB copied into the
+ * old generation per young collection at 1,800 requests/s (`--trace-gc-nvp`, bench/README.md, eighth
+ * session), nothing without it.
  */
 export function useRequestLogging(app: Express, logger: Logger): void {
   Object.defineProperty(app.request, 'log', {
