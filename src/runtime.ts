@@ -6,6 +6,7 @@ import { createApp } from './api/app';
 import { createApiKeyCache, revocationChannel, type ApiKeyCache } from './api/api-key-cache';
 import { createHttpServer } from './api/http-server';
 import { SANDBOX_PATH, type Config } from './config';
+import { listen } from './listen';
 import { createDb, type Db } from './db/prisma';
 import { createSettingsRepository } from './db/settings-repository';
 import { createDeliveryRepository, type DeliveryRepository } from './db/delivery-repository';
@@ -154,14 +155,7 @@ export async function startApi(runtime: Runtime): Promise<{ server: Server; base
     },
     extraRouters: isSandbox(config) ? [{ path: SANDBOX_PATH, router: createSandboxUpstream({ stepDelayMs: config.sandboxStepDelayMs, logger }) }] : [],
   });
-  const server = createHttpServer(app);
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(config.port, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
+  const server = await listen(createHttpServer(app), config.port);
   keepConnectionsOpen(server, config.httpKeepAliveTimeoutMs);
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;

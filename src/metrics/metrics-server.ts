@@ -1,4 +1,5 @@
 import http, { type Server } from 'node:http';
+import { listen } from '../listen';
 import type { Metrics } from './metrics';
 
 /**
@@ -21,11 +22,5 @@ export function startMetricsServer(metrics: Metrics, port: number, host = '0.0.0
     }
     res.writeHead(404, { 'content-type': 'text/plain' }).end('not found');
   });
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.off('error', reject);
-      resolve(server);
-    });
-  });
+  return listen(server, port, host);
 }
