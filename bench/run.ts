@@ -380,6 +380,16 @@ async function main(): Promise<void> {
       // Half of each one's measured peak, as a fixed arrival rate.
       const half = async (label: string, target: LoadTarget, peak: number, server: ServiceChild): Promise<RateFigures> => {
         const rate = options.halfRate > 0 ? options.halfRate : Math.max(1, peak / 2);
+        // Warm at this rate first, as the closed-loop rounds are: the first seconds at a new rate were
+        // among the slowest for ours and the floor alike (bench/README.md, eighth session).
+        if (options.warmupS > 0) {
+          await fixedRate(target, {
+            connections: options.connections,
+            rate,
+            durationS: options.warmupS,
+            onProgress: (done, elapsed) => progress.update(`warm-up ${label} at ${fmt(rate, 0)}/s: ${done} requests, ${fmt(elapsed, 1)}/${options.warmupS} s`),
+          });
+        }
         const loopDelay = monitorEventLoopDelay({ resolution: 5 });
         loopDelay.enable();
         const since = Date.now();
