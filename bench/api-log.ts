@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import type { CallbackSend } from './fake-kling';
 
 /**
  * The API's own view of Kling's callbacks, from its request log lines (LOG_LEVEL info): how long each
@@ -11,11 +12,57 @@ export function callbackAnswerTimesMs(apiLogFile: string, sinceEpochMs: number):
 }
 
 /**
+ * When the API's router received each of Kling's callbacks (epoch ms: the log line's time less the
+ * request's own time), by the callback URL's path, earliest first.
+ */
+export function callbackArrivals(apiLogFile: string, sinceEpochMs: number): Map<string, number[]> {
+  const arrivals = new Map<string, number[]>();
+  for (const { time, responseTime, url } of requestLines(apiLogFile, { method: 'POST', pathPrefix: '/webhooks/kling/', sinceEpochMs })) {
+    const path = url.split('?')[0]!;
+    const list = arrivals.get(path) ?? [];
+    list.push(time - responseTime);
+    arrivals.set(path, list);
+  }
+  for (const list of arrivals.values()) list.sort((a, b) => a - b);
+  return arrivals;
+}
+
+/**
+ * Callback sent (by the fake Kling) → received by the API's router, ms, for callbacks sent on a kept-alive
+ * connection and on a new one apart: the wait before the API handles a callback at all, which is where
+ * callbacks on new connections lose their time. The n-th callback sent to a path is matched with the n-th
+ * arrival there (a task's callbacks go one after another); a callback with no arrival logged is left out.
+ */
+export function callbackSentToArrivalMs(sends: CallbackSend[], arrivals: Map<string, number[]>): { kept: number[]; new: number[] } {
+  const result = { kept: [] as number[], new: [] as number[] };
+  const matched = new Map<string, number>();
+  for (const send of [...sends].sort((a, b) => a.sentAt - b.sentAt)) {
+    const index = matched.get(send.path) ?? 0;
+    matched.set(send.path, index + 1);
+    const arrival = arrivals.get(send.path)?.[index];
+    if (arrival !== undefined) (send.reused ? result.kept : result.new).push(Math.max(0, arrival - send.sentAt));
+  }
+  return result;
+}
+
+/**
  * How long the API took to answer each `method` request whose path starts with `pathPrefix`, logged within the
  * window: its own share of what a client measured (the client adds its sending, the network and its
  * own event loop's delays).
  */
-export function answerTimesMs(apiLogFile: string, window: { method: string; pathPrefix: string; sinceEpochMs: number; untilEpochMs?: number }): number[] {
+export function answerTimesMs(apiLogFile: string, window: RequestWindow): number[] {
+  return requestLines(apiLogFile, window).map((line) => line.responseTime);
+}
+
+interface RequestWindow {
+  method: string;
+  pathPrefix: string;
+  sinceEpochMs: number;
+  untilEpochMs?: number;
+}
+
+/** The request log's completed `method` requests whose path starts with `pathPrefix`, logged within the window. */
+function requestLines(apiLogFile: string, window: RequestWindow): { time: number; responseTime: number; url: string }[] {
   const needle = `"${window.pathPrefix}`;
   const until = window.untilEpochMs ?? Number.POSITIVE_INFINITY;
   let text: string;
@@ -24,7 +71,7 @@ export function answerTimesMs(apiLogFile: string, window: { method: string; path
   } catch {
     return [];
   }
-  const times: number[] = [];
+  const lines: { time: number; responseTime: number; url: string }[] = [];
   for (const line of text.split('\n')) {
     // Cheap filter first: the file holds every request of the run.
     if (!line.includes(needle)) continue;
@@ -32,10 +79,10 @@ export function answerTimesMs(apiLogFile: string, window: { method: string; path
       const record = JSON.parse(line) as { time?: number; msg?: string; responseTime?: number; req?: { method?: string; url?: string } };
       const time = record.time ?? 0;
       if (record.msg !== 'request completed' || record.req?.method !== window.method || time < window.sinceEpochMs || time > until) continue;
-      if (typeof record.responseTime === 'number') times.push(record.responseTime);
+      if (typeof record.responseTime === 'number') lines.push({ time, responseTime: record.responseTime, url: record.req.url ?? '' });
     } catch {
       // Not a log line.
     }
   }
-  return times;
+  return lines;
 }

@@ -54,6 +54,11 @@ export interface FakeKlingStats {
    * free): they wait for the API to accept it, which a busy Node process does once per event-loop turn.
    */
   callbackAnsweredOnNewConnectionMs: number[];
+  /**
+   * Each measured callback: its URL's path, when it was sent (epoch ms) and whether it went on a
+   * kept-alive connection, to match against the API's request log (when the API's router got it).
+   */
+  callbackSends: CallbackSend[];
   /** Visibility checks that never saw the status within VISIBLE_TIMEOUT_MS, or failed. */
   visibleFailures: number;
   pendingCallbacks: number;
@@ -64,6 +69,12 @@ export interface FakeKlingStats {
    * timers. Callback → visible includes it (twice: the callback's answer, then the GET's).
    */
   eventLoopDelayMs?: { p50: number; p99: number; max: number };
+}
+
+export interface CallbackSend {
+  path: string;
+  sentAt: number;
+  reused: boolean;
 }
 
 export type FakeKlingMessage = { type: 'ready'; url: string } | { type: 'stats'; stats: FakeKlingStats } | { type: 'stopped' };
@@ -95,7 +106,7 @@ class BenchFakeKling {
   stats: FakeKlingStats = BenchFakeKling.emptyStats();
 
   static emptyStats(): FakeKlingStats {
-    return { creates: 0, duplicateCreates: 0, gets: 0, callbacksSent: 0, clientWebhooks: 0, callbackErrors: 0, callbackErrorExamples: [], visibleMs: [], visibleSentAt: [], callbackAnsweredMs: [], callbackAnsweredOnNewConnectionMs: [], visibleFailures: 0, pendingCallbacks: 0, keepAliveRetries: 0 };
+    return { creates: 0, duplicateCreates: 0, gets: 0, callbacksSent: 0, clientWebhooks: 0, callbackErrors: 0, callbackErrorExamples: [], visibleMs: [], visibleSentAt: [], callbackAnsweredMs: [], callbackAnsweredOnNewConnectionMs: [], callbackSends: [], visibleFailures: 0, pendingCallbacks: 0, keepAliveRetries: 0 };
   }
 
   async start(): Promise<string> {
@@ -212,6 +223,7 @@ class BenchFakeKling {
         const answeredMs = performance.now() - started;
         this.stats.callbackAnsweredMs.push(answeredMs);
         if (!answer.reusedConnection) this.stats.callbackAnsweredOnNewConnectionMs.push(answeredMs);
+        this.stats.callbackSends.push({ path: new URL(task.callbackUrl!).pathname, sentAt, reused: answer.reusedConnection });
       }
     } catch (error) {
       this.stats.callbackErrors++;

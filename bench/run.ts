@@ -1,4 +1,4 @@
-import { answerTimesMs, callbackAnswerTimesMs } from './api-log';
+import { answerTimesMs, callbackAnswerTimesMs, callbackArrivals, callbackSentToArrivalMs } from './api-log';
 import { sseFanout } from './sse-fanout';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -584,6 +584,7 @@ async function main(): Promise<void> {
       const visible = summarize(fakeStats.visibleMs);
       const visibleByTime = splitByTime(fakeStats.visibleMs, fakeStats.visibleSentAt, t0, burst.elapsedS);
       const answered = summarize(callbackAnswerTimesMs(api.logFile, t0));
+      const sentToArrival = callbackSentToArrivalMs(fakeStats.callbackSends, callbackArrivals(api.logFile, t0));
       // The fake Kling's GETs of the tasks (the second half of callback → visible), as the API timed them.
       const getsAnswered = summarize(answerTimesMs(api.logFile, { method: 'GET', pathPrefix: '/v1/tasks/', sinceEpochMs: t0 }));
       const complete = succeed === options.burst;
@@ -631,6 +632,7 @@ async function main(): Promise<void> {
         fake_kling_event_loop_delay_ms: fakeStats.eventLoopDelayMs ?? null,
         api_event_loop_delay_ms: apiLoopDelay,
         callback_received_to_answered_by_api: answered,
+        callback_sent_to_received_by_api: { kept_connection: summarize(sentToArrival.kept), new_connection: summarize(sentToArrival.new) },
         task_get_received_to_answered_by_api: getsAnswered,
         cpu_s: { api: round2(cpuAfterBurst.api - cpuBefore.api), worker: round2(cpuAfterBurst.worker - cpuBefore.worker) },
         client_webhooks: webhooks && { ...webhooks, received: fakeStats.clientWebhooks },
@@ -775,8 +777,14 @@ function printTables(result: Json): void {
               : 'n/a (needs LOG_LEVEL info)',
           ],
           ['  callback sent → its answer read (fake Kling)', p50p99max(burst.callback_sent_to_answered)],
-          ...(burst.task_get_received_to_answered_by_api?.count ? [['  the GETs that follow: received → answered by the API', p50p99max(burst.task_get_received_to_answered_by_api)]] : []),
           ['    of those, on a new connection', `${burst.callback_sent_to_answered_on_new_connection.count} callbacks: ${p50p99max(burst.callback_sent_to_answered_on_new_connection)}`],
+          ...(burst.callback_sent_to_received_by_api.kept_connection.count + burst.callback_sent_to_received_by_api.new_connection.count > 0
+            ? [
+                ['  callback sent → the API\'s router has it, kept connection', p50p99max(burst.callback_sent_to_received_by_api.kept_connection)],
+                ['    new connection', p50p99max(burst.callback_sent_to_received_by_api.new_connection)],
+              ]
+            : []),
+          ...(burst.task_get_received_to_answered_by_api?.count ? [['  the GETs that follow: received → answered by the API', p50p99max(burst.task_get_received_to_answered_by_api)]] : []),
           [TCP_DROPS_LABEL, tcpDropsText(burst.tcp_drops)],
           ['  the API\'s event-loop delay p99 / max', `${fmt(burst.api_event_loop_delay_ms.p99, 2)} / ${fmt(burst.api_event_loop_delay_ms.max, 2)} ms`],
           [

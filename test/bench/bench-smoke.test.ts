@@ -119,6 +119,11 @@ test('when the bench runs in quick mode, then it prints the tables and writes a 
   expect((result.burst.callback_to_visible_per_5_s as { count: number }[]).reduce((n, window) => n + window.count, 0)).toBe(visible);
   // Callbacks on new connections are a subset of all callbacks answered.
   expect(result.burst.callback_sent_to_answered_on_new_connection.count).toBeLessThanOrEqual(result.burst.callback_sent_to_answered.count);
+  // Every callback answered is found in the API's request log, on the kind of connection it went on.
+  const reached = result.burst.callback_sent_to_received_by_api;
+  expect(reached.kept_connection.count + reached.new_connection.count).toBe(result.burst.callback_sent_to_answered.count);
+  expect(reached.new_connection.count).toBe(result.burst.callback_sent_to_answered_on_new_connection.count);
+  expect(reached.kept_connection.p50_ms).toBeGreaterThanOrEqual(0);
   // Linux publishes the counters (this machine is Linux); they only ever rise.
   for (const drops of [result.burst.tcp_drops, result.sse.tcp_drops]) {
     expect(drops).toEqual({ listen_overflows: expect.any(Number), syn_retransmits: expect.any(Number) });
