@@ -51,7 +51,8 @@ export interface FakeKlingStats {
   callbackAnsweredMs: number[];
   /**
    * The same for the callbacks that had to open a new connection to the API (no idle kept-alive one was
-   * free): they wait for the API to accept it, which a busy Node process does once per event-loop turn.
+   * free). They wait longest: a busy Node process accepts one new connection per turn of its event loop,
+   * and they come in clusters, which it works through at its own pace (bench/README.md, ninth session).
    */
   callbackAnsweredOnNewConnectionMs: number[];
   /**
