@@ -85,6 +85,13 @@ describe('API cluster mode (API_PROCESSES)', () => {
     await waitUntil(() => answeredBy().size === 2, 'creates answered by both API processes', { timeoutMs: 10_000, context: () => api.describe() });
 
     // No worker runs here: the six submit jobs stay in Redis, the same six whichever process reads them.
+    // A create is answered before its job is queued (the enqueuer gathers concurrent creates for a few
+    // ms), so the jobs are awaited first; each scrape after that must count six, not twelve.
+    const queuedJobs = async (): Promise<number> => {
+      const scrape = await onNewConnection(`${api.url}/metrics`);
+      return ['waiting', 'prioritized'].reduce((n, state) => n + (sample(scrape.body, 'kling_tracker_queue_jobs', { queue: 'submit-task', state }) ?? 0), 0);
+    };
+    await waitUntil(async () => (await queuedJobs()) >= 6, 'the six submit jobs queued', { timeoutMs: 10_000, context: () => api.describe() });
     for (let i = 0; i < 4; i++) {
       const scrape = await onNewConnection(`${api.url}/metrics`);
       expect(scrape.status).toBe(200);
