@@ -1,4 +1,5 @@
 import { uniqueExternalId, validImageTask } from '../helpers/factories';
+import { waitUntil } from '../helpers/fault-utils';
 import { startTestService, type TestService } from '../helpers/test-service';
 
 /** Posts `count` tasks for one tenant over `parallel` connections. */
@@ -130,14 +131,8 @@ describe('fairness: a tenant\'s backlog counts each job once', () => {
   });
   afterAll(() => service.stop());
 
-  /** Polls until `holds` (no fixed sleeps). */
-  async function until(holds: () => Promise<boolean> | boolean, what: string): Promise<void> {
-    const deadline = Date.now() + 10_000;
-    while (!(await holds())) {
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-      await new Promise((resolve) => setTimeout(resolve, 10));
-    }
-  }
+  /** Polls until `holds` (no fixed sleeps); often, as Kling holds the retried create only 400 ms. */
+  const until = (holds: () => Promise<boolean> | boolean, what: string) => waitUntil(holds, what, { timeoutMs: 10_000, intervalMs: 10 });
 
   test('when a job comes back for a retry, then it does not leave its tenant\'s backlog a second time: later jobs keep their places', async () => {
     const { auth } = await service.createTenant();
