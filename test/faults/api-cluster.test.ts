@@ -87,17 +87,14 @@ describe('API cluster mode (API_PROCESSES)', () => {
     // No worker runs here: the six submit jobs stay in Redis, the same six whichever process reads them.
     // A create is answered before its job is queued (the enqueuer gathers concurrent creates for a few
     // ms), so the jobs are awaited first; each scrape after that must count six, not twelve.
-    const queuedJobs = async (): Promise<number> => {
-      const scrape = await onNewConnection(`${api.url}/metrics`);
-      return ['waiting', 'prioritized'].reduce((n, state) => n + (sample(scrape.body, 'kling_tracker_queue_jobs', { queue: 'submit-task', state }) ?? 0), 0);
-    };
-    await waitUntil(async () => (await queuedJobs()) >= 6, 'the six submit jobs queued', { timeoutMs: 10_000, context: () => api.describe() });
+    const queuedJobs = (exposition: string): number =>
+      ['waiting', 'prioritized'].reduce((n, state) => n + sample(exposition, 'kling_tracker_queue_jobs', { queue: 'submit-task', state }), 0);
+    await waitUntil(async () => queuedJobs((await onNewConnection(`${api.url}/metrics`)).body) >= 6, 'the six submit jobs queued', { timeoutMs: 10_000, context: () => api.describe() });
     for (let i = 0; i < 4; i++) {
       const scrape = await onNewConnection(`${api.url}/metrics`);
       expect(scrape.status).toBe(200);
       expect(sample(scrape.body, 'kling_tracker_tasks_created_total', { surface: 'v1' })).toBe(6);
-      const waiting = ['waiting', 'prioritized'].map((state) => sample(scrape.body, 'kling_tracker_queue_jobs', { queue: 'submit-task', state }));
-      expect(waiting[0]! + waiting[1]!).toBe(6);
+      expect(queuedJobs(scrape.body)).toBe(6);
     }
     await api.stop();
   });
