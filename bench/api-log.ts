@@ -1,23 +1,30 @@
 import { readFileSync } from 'node:fs';
 import type { CallbackSend } from './fake-kling';
 
-/**
- * The API's own view of Kling's callbacks, from its request log lines (LOG_LEVEL info): how long each
- * callback took from the moment the API received it until it answered. The status change is committed
- * (and so visible to any GET) before the answer is sent, so this is the service's share of callback →
- * visible; the fake Kling's measurement adds its own sending, the network and its GETs.
- */
-export function callbackAnswerTimesMs(apiLogFile: string, sinceEpochMs: number): number[] {
-  return answerTimesMs(apiLogFile, { method: 'POST', pathPrefix: '/webhooks/kling/', sinceEpochMs });
+/** One completed request from the API's request log: when its line was written (epoch ms), its own time, its URL. */
+export interface LoggedRequest {
+  time: number;
+  responseTime: number;
+  url: string;
 }
 
 /**
- * When the API's router received each of Kling's callbacks (epoch ms: the log line's time less the
- * request's own time), by the callback URL's path, earliest first.
+ * The API's own view of Kling's callbacks, from its request log lines (LOG_LEVEL info). Each callback's
+ * time from the moment the API received it until it answered is the service's share of callback →
+ * visible (the status change is committed, and so visible to any GET, before the answer is sent); the
+ * fake Kling's measurement adds its own sending, the network and its GETs.
  */
-export function callbackArrivals(apiLogFile: string, sinceEpochMs: number): Map<string, number[]> {
+export function loggedCallbacks(apiLogFile: string, sinceEpochMs: number): LoggedRequest[] {
+  return requestLines(apiLogFile, { method: 'POST', pathPrefix: '/webhooks/kling/', sinceEpochMs });
+}
+
+/**
+ * When the API's router received each callback (epoch ms: the log line's time less the request's own
+ * time), by the callback URL's path, earliest first.
+ */
+export function callbackArrivals(callbacks: LoggedRequest[]): Map<string, number[]> {
   const arrivals = new Map<string, number[]>();
-  for (const { time, responseTime, url } of requestLines(apiLogFile, { method: 'POST', pathPrefix: '/webhooks/kling/', sinceEpochMs })) {
+  for (const { time, responseTime, url } of callbacks) {
     const path = url.split('?')[0]!;
     const list = arrivals.get(path) ?? [];
     list.push(time - responseTime);
@@ -62,7 +69,7 @@ interface RequestWindow {
 }
 
 /** The request log's completed `method` requests whose path starts with `pathPrefix`, logged within the window. */
-function requestLines(apiLogFile: string, window: RequestWindow): { time: number; responseTime: number; url: string }[] {
+function requestLines(apiLogFile: string, window: RequestWindow): LoggedRequest[] {
   const needle = `"${window.pathPrefix}`;
   const until = window.untilEpochMs ?? Number.POSITIVE_INFINITY;
   let text: string;
@@ -71,7 +78,7 @@ function requestLines(apiLogFile: string, window: RequestWindow): { time: number
   } catch {
     return [];
   }
-  const lines: { time: number; responseTime: number; url: string }[] = [];
+  const lines: LoggedRequest[] = [];
   for (const line of text.split('\n')) {
     // Cheap filter first: the file holds every request of the run.
     if (!line.includes(needle)) continue;

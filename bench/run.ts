@@ -1,4 +1,4 @@
-import { answerTimesMs, callbackAnswerTimesMs, callbackArrivals, callbackSentToArrivalMs } from './api-log';
+import { answerTimesMs, callbackArrivals, callbackSentToArrivalMs, loggedCallbacks } from './api-log';
 import { sseFanout } from './sse-fanout';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -583,8 +583,9 @@ async function main(): Promise<void> {
       const workerSpanS = t.first_submitted && t.last_submitted ? (t.last_submitted.getTime() - t.first_submitted.getTime()) / 1000 : Number.NaN;
       const visible = summarize(fakeStats.visibleMs);
       const visibleByTime = splitByTime(fakeStats.visibleMs, fakeStats.visibleSentAt, t0, burst.elapsedS);
-      const answered = summarize(callbackAnswerTimesMs(api.logFile, t0));
-      const sentToArrival = callbackSentToArrivalMs(fakeStats.callbackSends, callbackArrivals(api.logFile, t0));
+      const callbacksLogged = loggedCallbacks(api.logFile, t0);
+      const answered = summarize(callbacksLogged.map((callback) => callback.responseTime));
+      const sentToArrival = callbackSentToArrivalMs(fakeStats.callbackSends, callbackArrivals(callbacksLogged));
       // The fake Kling's GETs of the tasks (the second half of callback → visible), as the API timed them.
       const getsAnswered = summarize(answerTimesMs(api.logFile, { method: 'GET', pathPrefix: '/v1/tasks/', sinceEpochMs: t0 }));
       const complete = succeed === options.burst;
