@@ -113,8 +113,8 @@ const envSchema = z
     HTTP_KEEP_ALIVE_TIMEOUT_MS: z.coerce.number().int().min(1, 'must be at least 1').max(299_000, "must be at most 299000 (under Node's 300 s request timeout)").default(65_000),
     /** Creates read and stored at once per API process; more wait their turn (callbacks and reads do not). */
     API_MAX_CONCURRENT_CREATES: positiveInt.default(16),
-    /** A Kling callback's time in the API above which creates give way further (see creates-beside-callbacks.ts). */
-    API_CALLBACK_TARGET_MS: positiveInt.default(20),
+    /** How much longer than the fastest recent Kling callback a callback may take in the API before creates give way further (see creates-beside-callbacks.ts). */
+    API_CALLBACK_TARGET_MS: positiveInt.default(8),
     /** After a busy spell, a process idle this long runs one full garbage collection (see idle-memory.ts); 0: never. */
     IDLE_GC_AFTER_MS: z.coerce.number().int().min(0).default(5_000),
     /** Delay between the simulated upstream's status changes in sandbox mode. */

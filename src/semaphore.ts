@@ -13,8 +13,10 @@ export function createSemaphore(limit: number | (() => number)) {
       waiting.shift()!();
     }
   };
+  /** True when a holder arriving now would have to wait. */
+  const wouldWait = (): boolean => active >= current() || waiting.length > 0;
   async function withPermit<T>(work: () => Promise<T>): Promise<T> {
-    if (active >= current() || waiting.length > 0) await new Promise<void>((resolve) => waiting.push(resolve));
+    if (wouldWait()) await new Promise<void>((resolve) => waiting.push(resolve));
     else active++;
     try {
       return await work();
@@ -23,5 +25,5 @@ export function createSemaphore(limit: number | (() => number)) {
       wake();
     }
   }
-  return Object.assign(withPermit, { wake });
+  return Object.assign(withPermit, { wake, wouldWait });
 }

@@ -58,7 +58,7 @@ export interface AppDeps {
   sseHeartbeatMs: number;
   /** API_MAX_CONCURRENT_CREATES: creates read and stored at once per process (see create-admission.ts). */
   maxConcurrentCreates: number;
-  /** API_CALLBACK_TARGET_MS: a callback's time above which creates give way further (see creates-beside-callbacks.ts). */
+  /** API_CALLBACK_TARGET_MS: how much longer than the fastest recent callback a callback may take before creates give way further (see creates-beside-callbacks.ts). */
   callbackTargetMs: number;
 }
 

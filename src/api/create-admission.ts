@@ -1,4 +1,4 @@
-import type { RequestHandler, Response } from 'express';
+import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { createSemaphore } from '../semaphore';
 import { createsBesideCallbacks, type CreatesBesideCallbacksOptions } from './creates-beside-callbacks';
 
@@ -24,15 +24,35 @@ export interface CreateAdmission {
  * and creates still share their batches (batcher.ts). While Kling's callbacks are coming in, creates get
  * only the share that keeps callbacks within their target time (creates-beside-callbacks.ts): callbacks
  * are what make a task's news visible, and a stream of creates alone still gets the full limit's larger,
- * cheaper batches. The permit is given back once the task is stored (`createStored`; while callbacks come
+ * cheaper batches. Below a share of one, creates also keep a pause between their starts (the permit is
+ * held through it). The permit is given back once the task is stored (`createStored`; while callbacks come
  * in, once its job is queued too), so a create that then waits for its task (`Prefer: wait`) holds none;
  * a client that gave up while waiting is skipped.
  */
 export function createAdmission(limit: number, besideCallbacks: Omit<CreatesBesideCallbacksOptions, 'max'>): CreateAdmission {
   const share = createsBesideCallbacks({ ...besideCallbacks, max: limit });
   const withPermit = createSemaphore(share.limit);
+  /** When the last create started, or is due to start once its pause is over. */
+  let lastStart = Number.NEGATIVE_INFINITY;
+
+  /** Starts the create once the pause since the previous one is over; a client gone meanwhile is skipped. */
+  const afterPause = (req: Request, next: NextFunction): void => {
+    const at = performance.now();
+    const due = lastStart + share.pauseMs();
+    if (due <= at) {
+      lastStart = at;
+      next();
+      return;
+    }
+    share.createHeldBack();
+    lastStart = due;
+    setTimeout(() => {
+      if (!req.socket.destroyed) next();
+    }, due - at);
+  };
 
   const admitCreate: RequestHandler = (req, res, next) => {
+    if (withPermit.wouldWait()) share.createHeldBack();
     void withPermit(
       () =>
         new Promise<void>((release) => {
@@ -47,7 +67,7 @@ export function createAdmission(limit: number, besideCallbacks: Omit<CreatesBesi
           res.once('close', () => {
             if (!res.locals[STORED]) release();
           });
-          next();
+          afterPause(req, next);
         }),
     );
   };
