@@ -1,4 +1,4 @@
-import type { NextFunction, Request, RequestHandler, Response } from 'express';
+import type { NextFunction, RequestHandler, Response } from 'express';
 import { createSemaphore } from '../semaphore';
 import { createsBesideCallbacks, type CreatesBesideCallbacksOptions } from './creates-beside-callbacks';
 
@@ -35,10 +35,14 @@ export function createAdmission(limit: number, besideCallbacks: Omit<CreatesBesi
   /** When the last create started, or is due to start once its pause is over. */
   let lastStart = Number.NEGATIVE_INFINITY;
 
-  /** Starts the create once the pause since the previous one is over; a client gone meanwhile is skipped. */
-  const afterPause = (req: Request, next: NextFunction): void => {
+  /**
+   * Starts the create once the pause since the previous one is over. A client that leaves meanwhile gives
+   * its turn back, so the next create keeps its pause after the last create that did start.
+   */
+  const afterPause = (res: Response, next: NextFunction): void => {
     const at = performance.now();
-    const due = lastStart + share.pauseMs();
+    const previous = lastStart;
+    const due = previous + share.pauseMs();
     if (due <= at) {
       lastStart = at;
       next();
@@ -46,9 +50,16 @@ export function createAdmission(limit: number, besideCallbacks: Omit<CreatesBesi
     }
     share.createHeldBack();
     lastStart = due;
-    setTimeout(() => {
-      if (!req.socket.destroyed) next();
+    let begun = false;
+    const timer = setTimeout(() => {
+      begun = true;
+      next();
     }, due - at);
+    res.once('close', () => {
+      if (begun) return;
+      clearTimeout(timer);
+      if (lastStart === due) lastStart = previous;
+    });
   };
 
   const admitCreate: RequestHandler = (req, res, next) => {
@@ -67,7 +78,7 @@ export function createAdmission(limit: number, besideCallbacks: Omit<CreatesBesi
           res.once('close', () => {
             if (!res.locals[STORED]) release();
           });
-          afterPause(req, next);
+          afterPause(res, next);
         }),
     );
   };

@@ -246,4 +246,48 @@ describe('create admission while Kling\'s callbacks come in', () => {
       await closeServer(own.server);
     }
   });
+
+  test('when callbacks are still slow at a share of one, then the next create waits out the pause after the last one started, and a client that left while waiting gives its turn back', async () => {
+    // Limit 2: half is 1 while callbacks come in, so a slow callback starts the pause (1 s) at once.
+    const PAUSE_MS = 1_000;
+    const app = express();
+    const creates = createAdmission(2, { targetMs: TARGET_MS, intervalMs: 100, quietAfterMs: 10_000, pauseStartMs: PAUSE_MS, pauseMaxMs: PAUSE_MS });
+    const startedAt = new Map<string, number>();
+    app.use('/tasks', creates.admit);
+    app.post('/tasks', (req, res) => {
+      started.push(String(req.query.name));
+      startedAt.set(String(req.query.name), performance.now());
+      createStored(res);
+      res.json({ created: req.query.name });
+    });
+    app.post('/callback', creates.giveWay, async (req, res) => {
+      if (req.query.held !== undefined) await sleep(Number(req.query.held));
+      res.json({ received: true });
+    });
+    const own = await listenOnLoopback(app);
+    const postTo = (name: string, signal?: AbortSignal) => fetch(`${own.baseUrl}/tasks?name=${name}`, { method: 'POST', signal }).then((response) => response.json());
+    try {
+      await fetch(`${own.baseUrl}/callback`, { method: 'POST' });
+      await fetch(`${own.baseUrl}/callback?held=${TARGET_MS + 200}`, { method: 'POST' });
+
+      await expect(postTo('a')).resolves.toEqual({ created: 'a' });
+      const left = new AbortController();
+      const gone = postTo('gone', left.signal).catch((error: unknown) => error);
+      await sleep(PAUSE_MS / 5);
+      left.abort();
+      await gone;
+      const b = postTo('b');
+      await sleep(PAUSE_MS / 5);
+      expect(started).toEqual(['a']);
+
+      await expect(b).resolves.toEqual({ created: 'b' });
+      expect(started).toEqual(['a', 'b']);
+      const sinceA = startedAt.get('b')! - startedAt.get('a')!;
+      expect(sinceA).toBeGreaterThanOrEqual(PAUSE_MS - 5);
+      // Had the gone create kept its turn, b would have waited a second pause after it.
+      expect(sinceA).toBeLessThan(2 * PAUSE_MS - 100);
+    } finally {
+      await closeServer(own.server);
+    }
+  });
 });
