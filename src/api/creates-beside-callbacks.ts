@@ -3,7 +3,7 @@
  * another, adapted to how long the callbacks take (additive increase, multiplicative decrease, as TCP
  * does for its window):
  *
- * - in each interval in which some callback took longer than the target, the share halves (down to 1);
+ * - in each interval in which some callback was slow (below), the share halves (down to 1);
  *   once it is 1, the pause between the starts of two creates doubles instead (from `pauseStartMs` up
  *   to `pauseMaxMs`, i.e. down to 10 creates a second by default);
  * - in each interval in which callbacks all kept to it and creates were held back, the pause shrinks by
@@ -12,7 +12,7 @@
  * - once no callback has been seen for the quiet time, creates get the full limit back, and the next
  *   callbacks start from half of it again.
  *
- * A callback counts as slow by how much longer it took than the fastest callback of the last 30–60 s
+ * A callback is slow when it took longer than the target beyond the fastest callback of the last 30–60 s
  * (its time with nothing to wait for, as LEDBAT measures queueing delay against a base delay): a
  * Postgres farther away makes every callback longer, and that is no reason to hold creates back.
  *

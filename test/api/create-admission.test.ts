@@ -210,14 +210,19 @@ describe('create admission while Kling\'s callbacks come in', () => {
     await openStores(next);
   });
 
-  test('when a callback takes longer than the target beyond the fastest one, then creates give way further: one at a time where half the limit of 4 would let two go', async () => {
-    // Limit 4: half is 2 while callbacks come in; a slow callback (against a fast one) halves it to 1.
+  /**
+   * An app of its own with this admission: each create records when it started and, when `gated`, waits
+   * for its store gate; a callback takes `?held` ms.
+   */
+  async function ownApp(limit: number, options: Parameters<typeof createAdmission>[1], gated: boolean) {
     const app = express();
-    const creates = createAdmission(4, { targetMs: TARGET_MS, intervalMs: 100, quietAfterMs: 10_000 });
+    const creates = createAdmission(limit, options);
+    const startedAt = new Map<string, number>();
     app.use('/tasks', creates.admit);
     app.post('/tasks', async (req, res) => {
       started.push(String(req.query.name));
-      await new Promise<void>((open) => storeGates.push(open));
+      startedAt.set(String(req.query.name), performance.now());
+      if (gated) await new Promise<void>((open) => storeGates.push(open));
       createStored(res);
       res.json({ created: req.query.name });
     });
@@ -225,19 +230,34 @@ describe('create admission while Kling\'s callbacks come in', () => {
       if (req.query.held !== undefined) await sleep(Number(req.query.held));
       res.json({ received: true });
     });
-    const own = await listenOnLoopback(app);
-    const postTo = (name: string) => fetch(`${own.baseUrl}/tasks?name=${name}`, { method: 'POST' }).then((response) => response.json());
+    const { server, baseUrl: ownUrl } = await listenOnLoopback(app);
+    const callbackTo = (query = '') => fetch(`${ownUrl}/callback${query}`, { method: 'POST' });
+    return {
+      server,
+      startedAt,
+      postTo: (name: string, signal?: AbortSignal) => fetch(`${ownUrl}/tasks?name=${name}`, { method: 'POST', signal }).then((response) => response.json()),
+      callbackTo,
+      /** A fast callback, then one held past the target: slow against the fastest. */
+      async slowCallback() {
+        await callbackTo();
+        await callbackTo(`?held=${TARGET_MS + 200}`);
+      },
+    };
+  }
+
+  test('when a callback takes longer than the target beyond the fastest one, then creates give way further: one at a time where half the limit of 4 would let two go', async () => {
+    // Limit 4: half is 2 while callbacks come in; a slow callback (against a fast one) halves it to 1.
+    const own = await ownApp(4, { targetMs: TARGET_MS, intervalMs: 100, quietAfterMs: 10_000 }, true);
     try {
-      await fetch(`${own.baseUrl}/callback`, { method: 'POST' });
-      await fetch(`${own.baseUrl}/callback?held=${TARGET_MS + 200}`, { method: 'POST' });
-      const creates3 = [postTo('x'), postTo('y'), postTo('z')];
+      await own.slowCallback();
+      const creates3 = [own.postTo('x'), own.postTo('y'), own.postTo('z')];
       await waitFor(() => started.length === 1);
       await sleep(100);
       expect(started).toEqual(['x']);
 
       // Callbacks that keep to the target raise the share again, one per interval: 2.
       await sleep(150);
-      await fetch(`${own.baseUrl}/callback`, { method: 'POST' });
+      await own.callbackTo();
       await waitFor(() => started.length === 2);
       await sleep(100);
       expect(started).toEqual(['x', 'y']);
@@ -250,39 +270,23 @@ describe('create admission while Kling\'s callbacks come in', () => {
   test('when callbacks are still slow at a share of one, then the next create waits out the pause after the last one started, and a client that left while waiting gives its turn back', async () => {
     // Limit 2: half is 1 while callbacks come in, so a slow callback starts the pause (1 s) at once.
     const PAUSE_MS = 1_000;
-    const app = express();
-    const creates = createAdmission(2, { targetMs: TARGET_MS, intervalMs: 100, quietAfterMs: 10_000, pauseStartMs: PAUSE_MS, pauseMaxMs: PAUSE_MS });
-    const startedAt = new Map<string, number>();
-    app.use('/tasks', creates.admit);
-    app.post('/tasks', (req, res) => {
-      started.push(String(req.query.name));
-      startedAt.set(String(req.query.name), performance.now());
-      createStored(res);
-      res.json({ created: req.query.name });
-    });
-    app.post('/callback', creates.giveWay, async (req, res) => {
-      if (req.query.held !== undefined) await sleep(Number(req.query.held));
-      res.json({ received: true });
-    });
-    const own = await listenOnLoopback(app);
-    const postTo = (name: string, signal?: AbortSignal) => fetch(`${own.baseUrl}/tasks?name=${name}`, { method: 'POST', signal }).then((response) => response.json());
+    const own = await ownApp(2, { targetMs: TARGET_MS, intervalMs: 100, quietAfterMs: 10_000, pauseStartMs: PAUSE_MS, pauseMaxMs: PAUSE_MS }, false);
     try {
-      await fetch(`${own.baseUrl}/callback`, { method: 'POST' });
-      await fetch(`${own.baseUrl}/callback?held=${TARGET_MS + 200}`, { method: 'POST' });
+      await own.slowCallback();
 
-      await expect(postTo('a')).resolves.toEqual({ created: 'a' });
+      await expect(own.postTo('a')).resolves.toEqual({ created: 'a' });
       const left = new AbortController();
-      const gone = postTo('gone', left.signal).catch((error: unknown) => error);
+      const gone = own.postTo('gone', left.signal).catch((error: unknown) => error);
       await sleep(PAUSE_MS / 5);
       left.abort();
       await gone;
-      const b = postTo('b');
+      const b = own.postTo('b');
       await sleep(PAUSE_MS / 5);
       expect(started).toEqual(['a']);
 
       await expect(b).resolves.toEqual({ created: 'b' });
       expect(started).toEqual(['a', 'b']);
-      const sinceA = startedAt.get('b')! - startedAt.get('a')!;
+      const sinceA = own.startedAt.get('b')! - own.startedAt.get('a')!;
       expect(sinceA).toBeGreaterThanOrEqual(PAUSE_MS - 5);
       // Had the gone create kept its turn, b would have waited a second pause after it.
       expect(sinceA).toBeLessThan(2 * PAUSE_MS - 100);

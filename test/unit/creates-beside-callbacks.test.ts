@@ -19,7 +19,7 @@ function rig() {
     baseWindowMs: 10_000,
     now: () => now,
   });
-  /** One callback that starts now and takes `ms`; the clock ends at its finish. Returns whether the limit rose. */
+  /** One callback that starts now and takes `ms`; the clock ends at its finish. Returns whether the limit rose or the pause shrank. */
   const callback = (ms: number): boolean => {
     share.callbackStarted();
     now += ms;
@@ -28,7 +28,16 @@ function rig() {
   const advance = (ms: number) => {
     now += ms;
   };
-  return { share, callback, advance };
+  /** A fast callback, then a slow one in each of five intervals: the share is 1 and the pause 8 ms. */
+  const slowDownToPause8 = () => {
+    callback(5);
+    for (let i = 0; i < 5; i++) {
+      advance(100);
+      callback(30);
+    }
+    expect([share.limit(), share.pauseMs()]).toEqual([1, 8]);
+  };
+  return { share, callback, advance, slowDownToPause8 };
 }
 
 describe('creates beside callbacks (API_CALLBACK_TARGET_MS)', () => {
@@ -105,13 +114,8 @@ describe('creates beside callbacks (API_CALLBACK_TARGET_MS)', () => {
   });
 
   test('when callbacks keep to the target while creates are held back, then the pause shrinks by 10 creates a second per interval until gone, then the share grows by one up to the full limit, and says when', () => {
-    const { share, callback, advance } = rig();
-    callback(5);
-    for (let i = 0; i < 5; i++) {
-      advance(100);
-      callback(30);
-    }
-    expect([share.limit(), share.pauseMs()]).toEqual([1, 8]);
+    const { share, callback, advance, slowDownToPause8 } = rig();
+    slowDownToPause8();
     share.createHeldBack();
     advance(100);
     // 125 creates a second → 135.
@@ -143,13 +147,8 @@ describe('creates beside callbacks (API_CALLBACK_TARGET_MS)', () => {
   });
 
   test('when callbacks keep to the target but no create was held back, then neither the share nor the pause changes', () => {
-    const { share, callback, advance } = rig();
-    callback(5);
-    for (let i = 0; i < 5; i++) {
-      advance(100);
-      callback(30);
-    }
-    expect([share.limit(), share.pauseMs()]).toEqual([1, 8]);
+    const { share, callback, advance, slowDownToPause8 } = rig();
+    slowDownToPause8();
     for (let i = 0; i < 10; i++) {
       advance(100);
       expect(callback(5)).toBe(false);
@@ -169,13 +168,8 @@ describe('creates beside callbacks (API_CALLBACK_TARGET_MS)', () => {
   });
 
   test('when no callback has been seen for the quiet time, then creates have the full limit and no pause again, and the next callbacks start from half', () => {
-    const { share, callback, advance } = rig();
-    callback(5);
-    for (let i = 0; i < 5; i++) {
-      advance(100);
-      callback(30);
-    }
-    expect([share.limit(), share.pauseMs()]).toEqual([1, 8]);
+    const { share, callback, advance, slowDownToPause8 } = rig();
+    slowDownToPause8();
     advance(999);
     expect([share.limit(), share.pauseMs()]).toEqual([1, 8]);
     advance(1);
