@@ -95,7 +95,10 @@ export function createsBesideCallbacks({
   let baseWindowStarted = Number.NEGATIVE_INFINITY;
 
   const quiet = (at: number): boolean => inFlight === 0 && at - lastSeen >= quietAfterMs;
-  /** How much longer this callback took than the fastest of the current and the previous window. */
+  /**
+   * How much longer this callback took than the fastest of the current and the previous window of
+   * callbacks (windows start with a callback, so after a lull the previous one is from before it).
+   */
   const queueingMs = (at: number, elapsedMs: number): number => {
     if (at - baseWindowStarted >= baseWindowMs) {
       fastestBefore = fastestNow;
