@@ -53,8 +53,8 @@ export function callbackSentToArrivalMs(sends: CallbackSend[], arrivals: Map<str
 }
 
 /**
- * How long the API took to answer each `method` request whose path starts with `pathPrefix`, logged within the
- * window: its own share of what a client measured (the client adds its sending, the network and its
+ * How long the API took to answer each `method` request whose path starts with `pathPrefix`, received within
+ * the window: its own share of what a client measured (the client adds its sending, the network and its
  * own event loop's delays).
  */
 export function answerTimesMs(apiLogFile: string, window: RequestWindow): number[] {
@@ -68,7 +68,12 @@ interface RequestWindow {
   untilEpochMs?: number;
 }
 
-/** The request log's completed `method` requests whose path starts with `pathPrefix`, logged within the window. */
+/**
+ * The request log's completed `method` requests whose path starts with `pathPrefix`, received by the API
+ * after the window's start and by its end (the log line's time less the request's own time). By when the
+ * line was written instead, a request answered just before the window began could count in it: the API
+ * writes the line once the answer has left, which can be after the client has read it.
+ */
 function requestLines(apiLogFile: string, window: RequestWindow): LoggedRequest[] {
   const needle = `"${window.pathPrefix}`;
   const until = window.untilEpochMs ?? Number.POSITIVE_INFINITY;
@@ -85,8 +90,9 @@ function requestLines(apiLogFile: string, window: RequestWindow): LoggedRequest[
     try {
       const record = JSON.parse(line) as { time?: number; msg?: string; responseTime?: number; req?: { method?: string; url?: string } };
       const time = record.time ?? 0;
-      if (record.msg !== 'request completed' || record.req?.method !== window.method || time < window.sinceEpochMs || time > until) continue;
-      if (typeof record.responseTime === 'number') lines.push({ time, responseTime: record.responseTime, url: record.req.url ?? '' });
+      if (record.msg !== 'request completed' || record.req?.method !== window.method || typeof record.responseTime !== 'number') continue;
+      const received = time - record.responseTime;
+      if (received > window.sinceEpochMs && received <= until) lines.push({ time, responseTime: record.responseTime, url: record.req.url ?? '' });
     } catch {
       // Not a log line.
     }
