@@ -115,7 +115,7 @@ const envSchema = z
     API_MAX_CONCURRENT_CREATES: positiveInt.default(16),
     /** How much longer than the fastest recent Kling callback a callback may take in the API before creates give way further (see creates-beside-callbacks.ts). */
     API_CALLBACK_TARGET_MS: positiveInt.default(8),
-    /** After a busy spell, a process idle this long runs one full garbage collection (see idle-memory.ts); 0: never. */
+    /** After a busy spell, a process idle this long runs a full garbage collection, and a second after as long again (see idle-memory.ts); 0: never. */
     IDLE_GC_AFTER_MS: z.coerce.number().int().min(0).default(5_000),
     /** Delay between the simulated upstream's status changes in sandbox mode. */
     SANDBOX_STEP_DELAY_MS: z.coerce.number().int().min(0).default(1_500),
