@@ -1,9 +1,12 @@
 import { readFileSync } from 'node:fs';
 import type { CallbackSend } from './fake-kling';
 
-/** One completed request from the API's request log: when its line was written (epoch ms), its own time, its URL. */
+/**
+ * One completed request from the API's request log: when the API received it (epoch ms: the line's time
+ * less the request's own time), its own time, its URL.
+ */
 export interface LoggedRequest {
-  time: number;
+  receivedAt: number;
   responseTime: number;
   url: string;
 }
@@ -18,16 +21,13 @@ export function loggedCallbacks(apiLogFile: string, sinceEpochMs: number): Logge
   return requestLines(apiLogFile, { method: 'POST', pathPrefix: '/webhooks/kling/', sinceEpochMs });
 }
 
-/**
- * When the API's router received each callback (epoch ms: the log line's time less the request's own
- * time), by the callback URL's path, earliest first.
- */
+/** When the API's router received each callback (epoch ms), by the callback URL's path, earliest first. */
 export function callbackArrivals(callbacks: LoggedRequest[]): Map<string, number[]> {
   const arrivals = new Map<string, number[]>();
-  for (const { time, responseTime, url } of callbacks) {
+  for (const { receivedAt, url } of callbacks) {
     const path = url.split('?')[0]!;
     const list = arrivals.get(path) ?? [];
-    list.push(time - responseTime);
+    list.push(receivedAt);
     arrivals.set(path, list);
   }
   for (const list of arrivals.values()) list.sort((a, b) => a - b);
@@ -89,10 +89,9 @@ function requestLines(apiLogFile: string, window: RequestWindow): LoggedRequest[
     if (!line.includes(needle)) continue;
     try {
       const record = JSON.parse(line) as { time?: number; msg?: string; responseTime?: number; req?: { method?: string; url?: string } };
-      const time = record.time ?? 0;
       if (record.msg !== 'request completed' || record.req?.method !== window.method || typeof record.responseTime !== 'number') continue;
-      const received = time - record.responseTime;
-      if (received > window.sinceEpochMs && received <= until) lines.push({ time, responseTime: record.responseTime, url: record.req.url ?? '' });
+      const receivedAt = (record.time ?? 0) - record.responseTime;
+      if (receivedAt > window.sinceEpochMs && receivedAt <= until) lines.push({ receivedAt, responseTime: record.responseTime, url: record.req.url ?? '' });
     } catch {
       // Not a log line.
     }
