@@ -1,8 +1,8 @@
-import { Agent, request } from 'node:http';
 import { performance } from 'node:perf_hooks';
+import { createHttpSender } from './http-sender';
 
 /**
- * A small HTTP load generator on node:http (llhttp) with keep-alive sockets: `connections` sockets,
+ * A small HTTP load generator with keep-alive sockets (http-sender.ts): `connections` sockets,
  * exact per-request latencies (no histogram bucketing), and three shapes of load:
  * - closedLoop: each connection sends its next request as soon as the previous answer is read (peak);
  * - fixedRate: requests scheduled at a constant rate, latency counted from the scheduled moment, so a
@@ -158,31 +158,20 @@ class Recorder {
   }
 }
 
-/** Keeps one request's answer body out of memory and resolves with the status once it is fully read. */
+/** The target's request, sent over `connections` kept-alive sockets (see http-sender.ts). */
 function sender(target: LoadTarget, connections: number) {
   const url = new URL(target.baseUrl);
-  const agent = new Agent({ keepAlive: true, maxSockets: connections, maxFreeSockets: connections });
-  const body = target.body === undefined ? undefined : Buffer.from(target.body);
-  const headers: Record<string, string | number> = { ...target.headers };
-  if (body) headers['content-length'] = body.length;
-  const options = { agent, host: url.hostname, port: url.port, method: target.method ?? 'POST', path: target.path, headers };
-  const sendOnce = (): Promise<{ status: number; location: string | undefined }> =>
-    new Promise((resolve, reject) => {
-      const req = request(options, (res) => {
-        res.on('error', reject);
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, location: res.headers.location }));
-        res.resume();
-      });
-      req.on('error', (error: NodeJS.ErrnoException) => {
-        if (req.reusedSocket && error.code === 'ECONNRESET') Object.assign(error, { reusedSocketReset: true });
-        reject(error);
-      });
-      req.end(body);
-    });
-  // A kept-alive socket the server closed just as it was reused: the request never reached the server
-  // (Node's documented keep-alive race), so it is sent again once rather than counted as an error.
-  const send = () => sendOnce().catch((error: { reusedSocketReset?: boolean }) => (error.reusedSocketReset ? sendOnce() : Promise.reject(error)));
-  return { send, close: () => agent.destroy() };
+  return createHttpSender(
+    {
+      host: url.hostname,
+      port: Number(url.port),
+      method: target.method ?? 'POST',
+      path: target.path,
+      headers: target.headers ?? {},
+      ...(target.body === undefined ? {} : { body: Buffer.from(target.body) }),
+    },
+    connections,
+  );
 }
 
 export interface RunControl {
