@@ -119,6 +119,12 @@ interface RateFigures {
    * sends late counts as late (latency runs from when the request was due).
    */
   generator_event_loop_delay_ms: { p50: number; p99: number; max: number };
+  /**
+   * The event-loop delay of a process with nothing to do (the fake Kling: no creates reach it while the
+   * submit queue is paused), ms: how late the machine lets a waiting process run. Its spells are the
+   * machine's, not the server's, and they reach every process of the run.
+   */
+  idle_process_event_loop_delay_ms: { p50: number; p99: number; max: number } | null;
   /** Ours only: the API's own answer times from its request log (it starts its clock when it reads the request). */
   server_answer?: ReturnType<typeof summarize>;
   /**
@@ -392,6 +398,7 @@ async function main(): Promise<void> {
         }
         const loopDelay = monitorEventLoopDelay({ resolution: 5 });
         loopDelay.enable();
+        fake.send({ cmd: 'reset' }); // its event-loop delay from here on: see idle_process_event_loop_delay_ms
         const since = Date.now();
         const { outcome: measured, cpuS, sysS, pgS } = await withServerCpu(server, async () => {
           const generatorBefore = process.cpuUsage();
@@ -405,6 +412,7 @@ async function main(): Promise<void> {
           return { outcome, generatorUsage: process.cpuUsage(generatorBefore) };
         });
         const { outcome, generatorUsage } = measured;
+        const idleProcessDelay = (await fake.stats()).eventLoopDelayMs ?? null;
         const perRequest = (seconds: number) => round3((seconds * 1000) / Math.max(1, outcome.requests));
         const serverSystemShare = round2(sysS / Math.max(cpuS, 0.001));
         const cpu = {
@@ -423,6 +431,7 @@ async function main(): Promise<void> {
           latency: outcome.latency,
           per_second: outcome.perSecond ?? [],
           generator_event_loop_delay_ms: generatorDelay,
+          idle_process_event_loop_delay_ms: idleProcessDelay,
           cpu_ms_per_request: cpu,
           server_cpu_system_share: serverSystemShare,
           ...(target === ours ? { server_answer: summarize(answerTimesMs(api.logFile, { method: 'POST', pathPrefix: '/v1/tasks', sinceEpochMs: since, untilEpochMs: Date.now() })) } : {}),
@@ -749,6 +758,8 @@ function printTables(result: Json): void {
     console.log(`ratio = ours / floor = ${fmt(submit.ratio, 3)}`);
     const generator = (h: Json) => `${fmt(h.generator_event_loop_delay_ms.p99, 2)} / ${fmt(h.generator_event_loop_delay_ms.max, 2)} ms`;
     console.log(`half peak: the load generator's own event-loop delay p99 / max: ours ${generator(submit.half_peak.ours)}, floor ${generator(submit.half_peak.floor)}`);
+    const idle = (h: Json) => (h.idle_process_event_loop_delay_ms ? `${fmt(h.idle_process_event_loop_delay_ms.p99, 2)} / ${fmt(h.idle_process_event_loop_delay_ms.max, 2)} ms` : '–');
+    console.log(`half peak: an idle process's event-loop delay p99 / max (the machine's own spells): ours' run ${idle(submit.half_peak.ours)}, floor's ${idle(submit.half_peak.floor)}`);
     const server = submit.half_peak.ours.server_answer;
     if (server?.count) console.log(`half peak, ours: the API's own answer time (its request log) p50 / p99 / max ${p50p99max(server)}`);
     const cpu = (h: Json) => `${fmt(h.cpu_ms_per_request.server, 3)} / ${fmt(h.cpu_ms_per_request.postgres, 3)} / ${fmt(h.cpu_ms_per_request.generator, 3)}`;

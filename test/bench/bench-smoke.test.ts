@@ -100,10 +100,15 @@ test('when the bench runs in quick mode, then it prints the tables and writes a 
     expect(seconds.reduce((n, second) => n + second.count, 0)).toBe(result.submit.half_peak[which].requests);
   }
   // The API's own answer times come from its request log (LOG_LEVEL info), lines of that run only; the
-  // generator's own delay is reported.
+  // generator's own delay and an idle process's are reported.
   expect(result.submit.half_peak.ours.server_answer.count).toBeGreaterThan(0);
   expect(result.submit.half_peak.ours.server_answer.count).toBeLessThanOrEqual(result.submit.half_peak.ours.requests);
   expect(result.submit.half_peak.floor.generator_event_loop_delay_ms).toEqual({ p50: expect.any(Number), p99: expect.any(Number), max: expect.any(Number) });
+  for (const which of ['ours', 'floor'] as const) {
+    const idle = result.submit.half_peak[which].idle_process_event_loop_delay_ms as { p50: number; p99: number; max: number };
+    expect(idle).toEqual({ p50: expect.any(Number), p99: expect.any(Number), max: expect.any(Number) });
+    expect(idle.max).toBeGreaterThanOrEqual(idle.p99);
+  }
   // CPU per request at half peak: each server and its Postgres backends did work; so did the generator.
   for (const which of ['ours', 'floor'] as const) {
     const cpu = result.submit.half_peak[which].cpu_ms_per_request as { server: number; postgres: number; generator: number };
