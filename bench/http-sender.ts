@@ -6,7 +6,7 @@ import { connect, type Socket } from 'node:net';
  * answer only the status and the Location header are read.
  *
  * Why not node:http's client: the generator shares the machine's two cores with the server it measures,
- * and node:http cost it 0.11–0.13 ms of CPU per request (bench/README.md, eleventh session), about a third
+ * and node:http cost it 0.10–0.13 ms of CPU per request (bench/README.md, eleventh session), about a third
  * of what the API itself spends at half its peak rate. Every cycle the generator spends is taken from the
  * server under test and shows up in the latencies it reports, for ours and the floor alike.
  */

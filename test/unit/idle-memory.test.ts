@@ -61,7 +61,6 @@ describe('releaseMemoryWhenIdle', () => {
 
     expect(releases).toHaveLength(2);
     const [first, second] = releases;
-    expect(first!.heapUsedAfterMb).toBeLessThan(first!.heapUsedBeforeMb);
     expect(first!.tookMs).toBeGreaterThanOrEqual(0);
     // The first one freed the burst's arrays (32 MB): the second finds the heap as the first left it.
     expect(first!.heapUsedBeforeMb - first!.heapUsedAfterMb).toBeGreaterThan(25);
