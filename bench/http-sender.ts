@@ -25,9 +25,7 @@ export interface RequestShape {
 }
 
 /** An answer that failed on a kept-alive socket before any of it came back: the server closed an idle socket. */
-export class ReusedSocketReset extends Error {
-  readonly reusedSocketReset = true;
-}
+export class ReusedSocketReset extends Error {}
 
 const HEADER_END = Buffer.from('\r\n\r\n');
 
@@ -109,7 +107,7 @@ class Connection {
   /** Answers completed on this socket: a failure after one is the keep-alive race, not the server's error. */
   private answered = 0;
   private gotBytes = false;
-  closed = false;
+  private closed = false;
 
   constructor(
     private readonly socket: Socket,
@@ -200,8 +198,9 @@ export function createHttpSender(shape: RequestShape, connections: number) {
     all.delete(connection);
     const index = free.indexOf(connection);
     if (index >= 0) free.splice(index, 1);
-    const next = waiting.shift();
-    if (next && !closing) enqueue(next);
+    // A request waiting for a socket takes a new one instead (after close() none is waiting).
+    const next = closing ? undefined : waiting.shift();
+    if (next) enqueue(next);
   };
 
   function enqueue(pending: Pending & { retried: boolean }): void {
