@@ -3,7 +3,7 @@ import type { DeliveryRepository } from '../src/db/delivery-repository';
 import type { IdempotencyRepository } from '../src/db/idempotency-repository';
 import type { TaskRepository } from '../src/db/task-repository';
 import type { Logger } from '../src/logger';
-import { LIVE_JOB_STATES, type Enqueuer } from '../src/queue/enqueue';
+import { jobStateOrMissing, LIVE_JOB_STATES, type Enqueuer } from '../src/queue/enqueue';
 import { notifyJobId, type TaskJob } from '../src/queue/queues';
 
 /** Rows handled per sweep and kind; a backlog is worked off over successive sweeps. */
@@ -57,9 +57,10 @@ export async function runMaintenanceSweep(deps: MaintenanceSweepDeps, now = new 
 
 async function requeueLostTasks(deps: MaintenanceSweepDeps, now: Date): Promise<number> {
   const stale = await deps.tasks.findQueuedUntouchedSince(new Date(now.getTime() - deps.requeueAfterMs), SWEEP_BATCH);
+  // Asked all at once: while a backlog waits, every sweep checks a full batch, and nearly all are live.
+  const checked = await Promise.all(stale.map(async (task) => ({ task, state: await deps.enqueuer.submitJobState(task.id) })));
   let requeued = 0;
-  for (const task of stale) {
-    const state = await deps.enqueuer.submitJobState(task.id);
+  for (const { task, state } of checked) {
     if (LIVE_JOB_STATES.has(state)) continue;
     // The job may have finished *because* a worker just moved the task on: act only if the row is still
     // exactly as read (queued, untouched). Then no worker holds the task, and a leftover in-flight mark
@@ -75,12 +76,12 @@ async function requeueLostTasks(deps: MaintenanceSweepDeps, now: Date): Promise<
 
 async function requeueLostNotifications(deps: MaintenanceSweepDeps, now: Date): Promise<number> {
   const taskIds = await deps.deliveries.tasksWithPendingSince(new Date(now.getTime() - deps.notifyRequeueAfterMs), SWEEP_BATCH);
+  const checked = await Promise.all(taskIds.map(async (taskId) => ({ taskId, state: await jobStateOrMissing(deps.notifyQueue, notifyJobId(taskId)) })));
   let requeued = 0;
-  for (const taskId of taskIds) {
-    const job = await deps.notifyQueue.getJob(notifyJobId(taskId));
-    const state = job ? await job.getState() : 'missing';
+  for (const { taskId, state } of checked) {
     if (LIVE_JOB_STATES.has(state)) continue;
-    await job?.remove().catch(() => undefined);
+    // An ended job keeps its id taken: adding again would be a no-op until it is gone.
+    await deps.notifyQueue.remove(notifyJobId(taskId)).catch(() => undefined);
     await deps.enqueuer.enqueueNotify(taskId);
     requeued++;
   }

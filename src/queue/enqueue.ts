@@ -1,3 +1,4 @@
+import type { Queue } from 'bullmq';
 import { createBatcher } from '../batcher';
 import type { TaskQueues } from './queues';
 import type { FairShare } from './fair-share';
@@ -16,6 +17,12 @@ function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<
 
 /** A submit job in one of these states will still run its task; any other state (or none) means it will not. */
 export const LIVE_JOB_STATES: ReadonlySet<string> = new Set(['waiting', 'active', 'delayed', 'prioritized', 'waiting-children']);
+
+/** A job's state in its queue, `missing` when BullMQ knows no such job (its `unknown`). */
+export async function jobStateOrMissing(queue: Queue, jobId: string): Promise<string> {
+  const state = await queue.getJobState(jobId);
+  return state === 'unknown' ? 'missing' : state;
+}
 
 /** What queuing a submit needs to know of the task. */
 export interface SubmitTarget {
@@ -132,11 +139,13 @@ export function createEnqueuer(queues: TaskQueues, options: EnqueuerOptions) {
       await options.fairShare?.release(tenantId);
     },
 
-    /** The state of the task's submit job (`missing` when there is none). */
+    /**
+     * The state of the task's submit job (`missing` when there is none). One script call, without reading
+     * the job itself; calls made together share the connection's round trips (the sweep checks a batch).
+     */
     async submitJobState(taskId: string): Promise<string> {
       requireConnection();
-      const job = await queues.submit.getJob(taskId);
-      return job ? job.getState() : 'missing';
+      return jobStateOrMissing(queues.submit, taskId);
     },
 
     /**
