@@ -26,8 +26,8 @@ async function main(): Promise<void> {
   const tenantId = env.FLOOR_TENANT_ID;
   if (!env.DATABASE_URL || !env.REDIS_URL || !env.QUEUE_PREFIX || !tenantId) throw new Error('DATABASE_URL, REDIS_URL, QUEUE_PREFIX and FLOOR_TENANT_ID are required');
   // Idle connections are never closed (pg's default closes them after 10 s). The floor is idle while ours
-  // is measured, and its whole pool closing at once (20 Postgres backends exiting together) stalled every
-  // process on the machine for 200-300 ms in the middle of ours' half-peak run. The API keeps its own for
+  // is measured, and its whole pool closing at once (20 Postgres backends exiting together) held up the
+  // API's answers for 200-300 ms in the middle of ours' half-peak run. The API keeps its own for
   // minutes (src/db/prisma.ts), so neither side's pool now closes during the other's measurement.
   const pool = new Pool({ connectionString: env.DATABASE_URL, max: Number(env.DATABASE_POOL_SIZE ?? 10), idleTimeoutMillis: 0 });
   const redis = new Redis(env.REDIS_URL, { maxRetriesPerRequest: null });
