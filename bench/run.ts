@@ -45,6 +45,25 @@ async function backendCpu(pg: Client, applicationName: string): Promise<Map<numb
   return new Map(rows.map((row) => [row.pid, cpuSeconds(row.pid, 'all', false)]));
 }
 
+/** Every process's connections to the bench database but the bench's own: pids of their backends. */
+async function databaseBackends(pg: Client): Promise<Set<number>> {
+  const { rows } = await pg.query<{ pid: number }>(
+    "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND backend_type = 'client backend' AND pid <> pg_backend_pid()",
+  );
+  return new Set(rows.map((row) => row.pid));
+}
+
+/** Connections to the bench database opened and closed (by any process) while a load ran. */
+interface ConnectionChanges {
+  opened: number;
+  closed: number;
+}
+
+const connectionChanges = (before: Set<number>, after: Set<number>): ConnectionChanges => ({
+  opened: [...after].filter((pid) => !before.has(pid)).length,
+  closed: [...before].filter((pid) => !after.has(pid)).length,
+});
+
 /** The application_name a bench process's Postgres connections carry (see withApplicationName). */
 const applicationNameOf = (server: ServiceChild): string => `ket-bench-${server.name}`;
 
@@ -102,6 +121,8 @@ interface SubmitFigures {
   cpu_system_share: number;
   /** CPU of the Postgres backends serving that server, per request, ms. */
   postgres_cpu_ms_per_request: number;
+  /** Over the measured rounds; see RateFigures.database_connections. */
+  database_connections: ConnectionChanges;
   rounds: { rps: number; p50_ms: number; p99_ms: number }[];
   error_examples: string[];
 }
@@ -134,6 +155,12 @@ interface RateFigures {
   cpu_ms_per_request: { server: number; postgres: number; generator: number };
   /** The kernel's share of the server's CPU in the run (socket writes on loopback carry the receiver's delivery). */
   server_cpu_system_share: number;
+  /**
+   * Connections to the bench database that any process opened or closed during the run. Closing is a
+   * disturbance: a pool closing its idle connections all at once held up the API's answers for 200–300 ms
+   * (bench/README.md, twelfth session).
+   */
+  database_connections: ConnectionChanges;
 }
 
 const round2 = (value: number): number => Number(value.toFixed(2));
@@ -317,16 +344,21 @@ async function main(): Promise<void> {
       // floor's jobs have no consumer either). They are thrown away before the burst.
       const submitQueue = new Queue(SUBMIT_QUEUE, { connection: redis, prefix: bullPrefix(queuePrefix) });
       await submitQueue.pause();
-      /** The load's outcome, with the CPU seconds the server (all, and the kernel's part) and its Postgres backends spent meanwhile. */
+      /**
+       * The load's outcome, with the CPU seconds the server (all, and the kernel's part) and its Postgres
+       * backends spent meanwhile, and the database connections opened and closed meanwhile.
+       */
       const withServerCpu = async <T>(server: ServiceChild, load: () => Promise<T>) => {
         const applicationName = applicationNameOf(server);
+        const backendsBefore = await databaseBackends(pg);
         const pgBefore = await backendCpu(pg, applicationName);
         const cpuBefore = cpuSeconds(server.pid);
         const sysBefore = cpuSeconds(server.pid, 'system');
         const outcome = await load();
         const cpuS = cpuSeconds(server.pid) - cpuBefore;
         const sysS = cpuSeconds(server.pid, 'system') - sysBefore;
-        return { outcome, cpuS, sysS, pgS: cpuDelta(pgBefore, await backendCpu(pg, applicationName)) };
+        const pgS = cpuDelta(pgBefore, await backendCpu(pg, applicationName));
+        return { outcome, cpuS, sysS, pgS, connections: connectionChanges(backendsBefore, await databaseBackends(pg)) };
       };
       const run = (label: string, target: LoadTarget, durationS: number, server: ServiceChild) =>
         withServerCpu(server, () =>
@@ -348,11 +380,16 @@ async function main(): Promise<void> {
       let floorSys = 0;
       let oursPg = 0;
       let floorPg = 0;
+      const oursConnections: ConnectionChanges = { opened: 0, closed: 0 };
+      const floorConnections: ConnectionChanges = { opened: 0, closed: 0 };
       for (let round = 1; round <= options.rounds; round++) {
         const order = round % 2 === 1 ? (['ours', 'floor'] as const) : (['floor', 'ours'] as const);
         for (const which of order) {
-          const { outcome, cpuS, sysS, pgS } = await run(`round ${round}/${options.rounds} ${which}`, which === 'ours' ? ours : floorTarget, options.durationS, which === 'ours' ? api : floor);
+          const { outcome, cpuS, sysS, pgS, connections } = await run(`round ${round}/${options.rounds} ${which}`, which === 'ours' ? ours : floorTarget, options.durationS, which === 'ours' ? api : floor);
           (which === 'ours' ? oursRounds : floorRounds).push(outcome);
+          const connectionTotals = which === 'ours' ? oursConnections : floorConnections;
+          connectionTotals.opened += connections.opened;
+          connectionTotals.closed += connections.closed;
           if (which === 'ours') {
             oursCpu += cpuS;
             oursSys += sysS;
@@ -365,7 +402,7 @@ async function main(): Promise<void> {
           progress.log(`round ${round} ${which.padEnd(5)} ${fmt(outcome.rps, 0)} req/s  p50 ${fmt(outcome.latency.p50_ms, 2)} ms  p99 ${fmt(outcome.latency.p99_ms, 2)} ms  errors ${outcome.errors}`);
         }
       }
-      const figures = (rounds: LoadResult[], cpuS: number, sysS: number, pgS: number): SubmitFigures => {
+      const figures = (rounds: LoadResult[], cpuS: number, sysS: number, pgS: number, connections: ConnectionChanges): SubmitFigures => {
         const merged = mergeResults(rounds);
         return {
           rps: round2(merged.rps),
@@ -376,12 +413,13 @@ async function main(): Promise<void> {
           cpu_cores: round2(cpuS / Math.max(merged.elapsedS, 0.001)),
           cpu_system_share: round2(sysS / Math.max(cpuS, 0.001)),
           postgres_cpu_ms_per_request: round3((pgS * 1000) / Math.max(1, merged.requests)),
+          database_connections: connections,
           rounds: rounds.map((r) => ({ rps: round2(r.rps), p50_ms: r.latency.p50_ms, p99_ms: r.latency.p99_ms })),
           error_examples: merged.errorExamples,
         };
       };
-      const oursFigures = figures(oursRounds, oursCpu, oursSys, oursPg);
-      const floorFigures = figures(floorRounds, floorCpu, floorSys, floorPg);
+      const oursFigures = figures(oursRounds, oursCpu, oursSys, oursPg, oursConnections);
+      const floorFigures = figures(floorRounds, floorCpu, floorSys, floorPg, floorConnections);
 
       // Half of each one's measured peak, as a fixed arrival rate.
       const half = async (label: string, target: LoadTarget, peak: number, server: ServiceChild): Promise<RateFigures> => {
@@ -400,7 +438,7 @@ async function main(): Promise<void> {
         loopDelay.enable();
         fake.send({ cmd: 'reset' }); // its event-loop delay from here on: see idle_process_event_loop_delay_ms
         const since = Date.now();
-        const { outcome: measured, cpuS, sysS, pgS } = await withServerCpu(server, async () => {
+        const { outcome: measured, cpuS, sysS, pgS, connections } = await withServerCpu(server, async () => {
           const generatorBefore = process.cpuUsage();
           const outcome = await fixedRate(target, {
             connections: options.connections,
@@ -434,6 +472,7 @@ async function main(): Promise<void> {
           idle_process_event_loop_delay_ms: idleProcessDelay,
           cpu_ms_per_request: cpu,
           server_cpu_system_share: serverSystemShare,
+          database_connections: connections,
           ...(target === ours ? { server_answer: summarize(answerTimesMs(api.logFile, { method: 'POST', pathPrefix: '/v1/tasks', sinceEpochMs: since, untilEpochMs: Date.now() })) } : {}),
         };
       };
@@ -765,6 +804,11 @@ function printTables(result: Json): void {
     const cpu = (h: Json) => `${fmt(h.cpu_ms_per_request.server, 3)} / ${fmt(h.cpu_ms_per_request.postgres, 3)} / ${fmt(h.cpu_ms_per_request.generator, 3)}`;
     console.log(`half peak, CPU ms per request of server / its Postgres backends / load generator: ours ${cpu(submit.half_peak.ours)}, floor ${cpu(submit.half_peak.floor)}`);
     console.log(`half peak, kernel share of the server's CPU: ours ${fmt(submit.half_peak.ours.server_cpu_system_share, 2)}, floor ${fmt(submit.half_peak.floor.server_cpu_system_share, 2)}`);
+    // A pool closing its connections mid-run held up the other side's answers (README, twelfth session).
+    const connections = (f: Json) => `${f.database_connections.opened} / ${f.database_connections.closed}`;
+    console.log(
+      `database connections opened / closed by any process while measured: rounds: ours ${connections(submit.ours)}, floor ${connections(submit.floor)}; half peak: ours ${connections(submit.half_peak.ours)}, floor ${connections(submit.half_peak.floor)}`,
+    );
   }
   const burst = result.burst as Json | undefined;
   if (burst) {

@@ -118,6 +118,13 @@ test('when the bench runs in quick mode, then it prints the tables and writes a 
     expect(result.submit.half_peak[which].server_cpu_system_share).toBeGreaterThanOrEqual(0);
     expect(result.submit.half_peak[which].server_cpu_system_share).toBeLessThanOrEqual(1);
   }
+  // Database connections opened and closed while each target was measured. None may close: neither the
+  // API's pool nor the floor's closes idle connections within a run (a run this short would not reach
+  // pg's default 10 s either; the full run's figure is the one that tells).
+  for (const figures of [result.submit.ours, result.submit.floor, result.submit.half_peak.ours, result.submit.half_peak.floor]) {
+    expect(figures.database_connections).toEqual({ opened: expect.any(Number), closed: 0 });
+    expect(figures.database_connections.opened).toBeGreaterThanOrEqual(0);
+  }
   // Callback → visible split by when each callback was sent: every measured callback is in one part and one window.
   const visible = result.burst.callback_to_visible.count;
   expect(result.burst.callback_to_visible_while_posting.count + result.burst.callback_to_visible_after_posting.count).toBe(visible);
