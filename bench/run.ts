@@ -53,7 +53,10 @@ async function databaseBackends(pg: Client): Promise<Set<number>> {
   return new Set(rows.map((row) => row.pid));
 }
 
-/** Connections to the bench database opened and closed (by any process) while a load ran. */
+/**
+ * Connections to the bench database opened and closed (by any process) while a load ran, from who was
+ * connected before and after it: one opened and closed within the run counts in neither.
+ */
 interface ConnectionChanges {
   opened: number;
   closed: number;
