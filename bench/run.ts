@@ -39,19 +39,17 @@ const TASK_BODY = JSON.stringify({
   tag_list: [{ tag_id: 'o_102' }],
 });
 
-/** Postgres backends serving one application_name: pid → CPU seconds so far. */
-async function backendCpu(pg: Client, applicationName: string): Promise<Map<number, number>> {
-  const { rows } = await pg.query<{ pid: number }>('SELECT pid FROM pg_stat_activity WHERE application_name = $1', [applicationName]);
-  return new Map(rows.map((row) => [row.pid, cpuSeconds(row.pid, 'all', false)]));
+/** Every process's connections to the bench database but the bench's own: backend pid → application_name. */
+async function databaseBackends(pg: Client): Promise<Map<number, string>> {
+  const { rows } = await pg.query<{ pid: number; application_name: string }>(
+    "SELECT pid, application_name FROM pg_stat_activity WHERE datname = current_database() AND backend_type = 'client backend' AND pid <> pg_backend_pid()",
+  );
+  return new Map(rows.map((row) => [row.pid, row.application_name]));
 }
 
-/** Every process's connections to the bench database but the bench's own: pids of their backends. */
-async function databaseBackends(pg: Client): Promise<Set<number>> {
-  const { rows } = await pg.query<{ pid: number }>(
-    "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND backend_type = 'client backend' AND pid <> pg_backend_pid()",
-  );
-  return new Set(rows.map((row) => row.pid));
-}
+/** Of those backends, the ones serving one application_name: pid → CPU seconds so far. */
+const backendCpu = (backends: Map<number, string>, applicationName: string): Map<number, number> =>
+  new Map([...backends].filter(([, name]) => name === applicationName).map(([pid]) => [pid, cpuSeconds(pid, 'all', false)]));
 
 /**
  * Connections to the bench database opened and closed (by any process) while a load ran, from who was
@@ -62,9 +60,9 @@ interface ConnectionChanges {
   closed: number;
 }
 
-const connectionChanges = (before: Set<number>, after: Set<number>): ConnectionChanges => ({
-  opened: [...after].filter((pid) => !before.has(pid)).length,
-  closed: [...before].filter((pid) => !after.has(pid)).length,
+const connectionChanges = (before: Map<number, string>, after: Map<number, string>): ConnectionChanges => ({
+  opened: [...after.keys()].filter((pid) => !before.has(pid)).length,
+  closed: [...before.keys()].filter((pid) => !after.has(pid)).length,
 });
 
 /** The application_name a bench process's Postgres connections carry (see withApplicationName). */
@@ -354,14 +352,15 @@ async function main(): Promise<void> {
       const withServerCpu = async <T>(server: ServiceChild, load: () => Promise<T>) => {
         const applicationName = applicationNameOf(server);
         const backendsBefore = await databaseBackends(pg);
-        const pgBefore = await backendCpu(pg, applicationName);
+        const pgBefore = backendCpu(backendsBefore, applicationName);
         const cpuBefore = cpuSeconds(server.pid);
         const sysBefore = cpuSeconds(server.pid, 'system');
         const outcome = await load();
         const cpuS = cpuSeconds(server.pid) - cpuBefore;
         const sysS = cpuSeconds(server.pid, 'system') - sysBefore;
-        const pgS = cpuDelta(pgBefore, await backendCpu(pg, applicationName));
-        return { outcome, cpuS, sysS, pgS, connections: connectionChanges(backendsBefore, await databaseBackends(pg)) };
+        const backendsAfter = await databaseBackends(pg);
+        const pgS = cpuDelta(pgBefore, backendCpu(backendsAfter, applicationName));
+        return { outcome, cpuS, sysS, pgS, connections: connectionChanges(backendsBefore, backendsAfter) };
       };
       const run = (label: string, target: LoadTarget, durationS: number, server: ServiceChild) =>
         withServerCpu(server, () =>
@@ -375,37 +374,24 @@ async function main(): Promise<void> {
         await run('warm-up ours', ours, options.warmupS, api);
         await run('warm-up floor', floorTarget, options.warmupS, floor);
       }
-      const oursRounds: LoadResult[] = [];
-      const floorRounds: LoadResult[] = [];
-      let oursCpu = 0;
-      let floorCpu = 0;
-      let oursSys = 0;
-      let floorSys = 0;
-      let oursPg = 0;
-      let floorPg = 0;
-      const oursConnections: ConnectionChanges = { opened: 0, closed: 0 };
-      const floorConnections: ConnectionChanges = { opened: 0, closed: 0 };
+      /** One target's measured rounds and what they cost, summed over the rounds. */
+      const roundTotals = () => ({ rounds: [] as LoadResult[], cpuS: 0, sysS: 0, pgS: 0, connections: { opened: 0, closed: 0 } as ConnectionChanges });
+      const totals = { ours: roundTotals(), floor: roundTotals() };
       for (let round = 1; round <= options.rounds; round++) {
         const order = round % 2 === 1 ? (['ours', 'floor'] as const) : (['floor', 'ours'] as const);
         for (const which of order) {
           const { outcome, cpuS, sysS, pgS, connections } = await run(`round ${round}/${options.rounds} ${which}`, which === 'ours' ? ours : floorTarget, options.durationS, which === 'ours' ? api : floor);
-          (which === 'ours' ? oursRounds : floorRounds).push(outcome);
-          const connectionTotals = which === 'ours' ? oursConnections : floorConnections;
-          connectionTotals.opened += connections.opened;
-          connectionTotals.closed += connections.closed;
-          if (which === 'ours') {
-            oursCpu += cpuS;
-            oursSys += sysS;
-            oursPg += pgS;
-          } else {
-            floorCpu += cpuS;
-            floorSys += sysS;
-            floorPg += pgS;
-          }
+          const sum = totals[which];
+          sum.rounds.push(outcome);
+          sum.cpuS += cpuS;
+          sum.sysS += sysS;
+          sum.pgS += pgS;
+          sum.connections.opened += connections.opened;
+          sum.connections.closed += connections.closed;
           progress.log(`round ${round} ${which.padEnd(5)} ${fmt(outcome.rps, 0)} req/s  p50 ${fmt(outcome.latency.p50_ms, 2)} ms  p99 ${fmt(outcome.latency.p99_ms, 2)} ms  errors ${outcome.errors}`);
         }
       }
-      const figures = (rounds: LoadResult[], cpuS: number, sysS: number, pgS: number, connections: ConnectionChanges): SubmitFigures => {
+      const figures = ({ rounds, cpuS, sysS, pgS, connections }: ReturnType<typeof roundTotals>): SubmitFigures => {
         const merged = mergeResults(rounds);
         return {
           rps: round2(merged.rps),
@@ -421,8 +407,8 @@ async function main(): Promise<void> {
           error_examples: merged.errorExamples,
         };
       };
-      const oursFigures = figures(oursRounds, oursCpu, oursSys, oursPg, oursConnections);
-      const floorFigures = figures(floorRounds, floorCpu, floorSys, floorPg, floorConnections);
+      const oursFigures = figures(totals.ours);
+      const floorFigures = figures(totals.floor);
 
       // Half of each one's measured peak, as a fixed arrival rate.
       const half = async (label: string, target: LoadTarget, peak: number, server: ServiceChild): Promise<RateFigures> => {
