@@ -34,7 +34,14 @@ export async function bootstrap(processName: string, config: Config = loadConfig
   const logger = processLogger(config, processName);
   await migrateDatabase(config, logger);
   const runtime = await createRuntime(config, logger);
-  if (config.idleGcAfterMs > 0) releaseMemoryWhenIdle({ idleMs: config.idleGcAfterMs, logger });
+  if (config.idleGcAfterMs > 0) {
+    const idle = releaseMemoryWhenIdle({
+      idleMs: config.idleGcAfterMs,
+      logger,
+      onRelease: (release) => runtime.metrics.idleCollection(release.tookMs / 1000),
+    });
+    runtime.metrics.watchIdleCollections(idle.collectionsDue);
+  }
   if (isSandbox(config)) {
     logger.warn('SANDBOX MODE: no Kling credentials set; a built-in simulator accepts tasks and calls back (set KLING_API_KEY or KLING_ACCESS_KEY/KLING_SECRET_KEY for real Kling)');
   } else {

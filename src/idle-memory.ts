@@ -54,7 +54,13 @@ const mb = (bytes: number): number => Math.round((bytes / 2 ** 20) * 10) / 10;
  * bursts); the second one's covers quiet alone. In a standalone script, the young generation shrank after
  * 1 of 4 single collections and after 4 of 4 pairs 6 s apart.
  */
-export function releaseMemoryWhenIdle(options: IdleMemoryOptions): { stop: () => void } {
+export interface IdleMemoryRelease {
+  stop(): void;
+  /** Collections still to run in the current quiet spell: 2 from a busy spell on, 0 once both have run. */
+  collectionsDue(): number;
+}
+
+export function releaseMemoryWhenIdle(options: IdleMemoryOptions): IdleMemoryRelease {
   const collect = fullCollection();
   const sampleMs = options.sampleMs ?? 1_000;
   const busyUtilization = options.busyUtilization ?? BUSY_UTILIZATION;
@@ -102,5 +108,5 @@ export function releaseMemoryWhenIdle(options: IdleMemoryOptions): { stop: () =>
     options.onRelease?.(release);
   }, sampleMs);
   timer.unref();
-  return { stop: () => clearInterval(timer) };
+  return { stop: () => clearInterval(timer), collectionsDue: () => collectionsDue };
 }

@@ -24,6 +24,8 @@ export const QUEUE_STATES = ['waiting', 'prioritized', 'active', 'failed', 'dela
 /** Tasks take minutes upstream; the low buckets show tasks that fail fast. */
 const TASK_DURATION_BUCKETS_SECONDS = [0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400];
 const UPSTREAM_DURATION_BUCKETS_SECONDS = [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60];
+/** A full collection of a heap of tens of MB takes tens of ms. */
+const IDLE_COLLECTION_BUCKETS_SECONDS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1];
 
 /** A scrape must not hang on an unreachable Redis (BullMQ's connection queues commands until it is back). */
 const QUEUE_COUNT_TIMEOUT_MS = 1_000;
@@ -94,6 +96,22 @@ export function createMetrics(options: MetricsOptions = {}) {
     registers: [registry],
   });
 
+  const idleCollections = new Histogram({
+    name: 'kling_tracker_idle_collection_seconds',
+    help: 'Full garbage collections run once the process went quiet after a busy spell (IDLE_GC_AFTER_MS), by how long each took',
+    buckets: IDLE_COLLECTION_BUCKETS_SECONDS,
+    registers: [registry],
+  });
+  let idleCollectionsDue = (): number => 0;
+  new Gauge({
+    name: 'kling_tracker_idle_collections_due',
+    help: 'Idle collections this process has still to run: 2 from a busy spell on until both have run in the quiet after it (0 with IDLE_GC_AFTER_MS=0)',
+    registers: [registry],
+    collect() {
+      this.set(idleCollectionsDue());
+    },
+  });
+
   const queues = options.queues ?? [];
   if (queues.length) {
     new Gauge({
@@ -142,6 +160,14 @@ export function createMetrics(options: MetricsOptions = {}) {
     },
     webhookDelivery(outcome: WebhookDeliveryOutcome): void {
       webhookDeliveries.inc({ outcome });
+    },
+    /** Idle-memory hook: a full collection ran in a quiet spell. */
+    idleCollection(durationSeconds: number): void {
+      idleCollections.observe(durationSeconds);
+    },
+    /** Where `kling_tracker_idle_collections_due` is read from at each scrape (idle-memory.ts). */
+    watchIdleCollections(due: () => number): void {
+      idleCollectionsDue = due;
     },
     /** The Prometheus text exposition of this process's registry (with `clusterWide`, of every API process's). */
     async render(): Promise<RenderedMetrics> {

@@ -6,6 +6,7 @@ import { Redis } from 'ioredis';
 import { Client } from 'pg';
 import { loadMigrations } from '../../src/db/migrate';
 import { validImageTask } from '../helpers/factories';
+import { sample } from '../helpers/prometheus';
 import { ADMIN_DATABASE_URL, uniqueQueuePrefix } from '../helpers/test-database';
 
 /**
@@ -21,6 +22,8 @@ const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 /** Nothing listens here: if a bad configuration were accepted, start-up would fail on connecting instead. */
 const UNREACHABLE_DB = 'postgresql://postgres@127.0.0.1:1/ket_never';
 const UNREACHABLE_REDIS = 'redis://127.0.0.1:1';
+/** Short, so that the test sees the idle collections soon after its busy spell. */
+const IDLE_GC_AFTER_MS = 500;
 
 interface LogLine {
   level: number;
@@ -166,7 +169,7 @@ describe('npm start (node dist/src/main.js) on a brand-new database, no Kling cr
     }
   });
 
-  test('when started with PORT=0, then it creates and migrates the database, says SANDBOX MODE, serves /healthz, runs a task to succeed, and exits 0 on SIGTERM', async () => {
+  test('when started with PORT=0, then it creates and migrates the database, says SANDBOX MODE, serves /healthz, runs a task to succeed, collects its garbage once quiet, and exits 0 on SIGTERM', async () => {
     const admin = new Client({ connectionString: ADMIN_DATABASE_URL });
     await admin.connect();
     try {
@@ -176,7 +179,7 @@ describe('npm start (node dist/src/main.js) on a brand-new database, no Kling cr
       await admin.end();
     }
     // The task below names placeholder image URLs, as the README's curl session does (and says to start so).
-    const env = { PORT: '0', DATABASE_URL: dbUrl, REDIS_URL, QUEUE_PREFIX: queuePrefix, SANDBOX_STEP_DELAY_MS: '50', MEDIA_PRECHECK: 'off' };
+    const env = { PORT: '0', DATABASE_URL: dbUrl, REDIS_URL, QUEUE_PREFIX: queuePrefix, SANDBOX_STEP_DELAY_MS: '50', MEDIA_PRECHECK: 'off', IDLE_GC_AFTER_MS: String(IDLE_GC_AFTER_MS) };
     running = run('main.js', env);
     const proc = running;
 
@@ -227,6 +230,26 @@ describe('npm start (node dist/src/main.js) on a brand-new database, no Kling cr
     }, `task ${taskId} to finish`);
     expect(done.status).toBe('succeed');
     expect(done.result?.elements[0]?.element_id).toMatch(/^\d+$/);
+
+    // A busy spell (a second of requests from 20 connections), then quiet: two idle collections run, and
+    // the metrics say so (the bench waits on them before measuring anything else on the machine).
+    const scrape = async () => (await fetch(`${baseUrl}/metrics`)).text();
+    const collectionsBefore = sample(await scrape(), 'kling_tracker_idle_collection_seconds_count');
+    const busyUntil = Date.now() + 1_500;
+    await Promise.all(
+      Array.from({ length: 20 }, async () => {
+        while (Date.now() < busyUntil) await (await fetch(`${baseUrl}/healthz`)).arrayBuffer();
+      }),
+    );
+    let quiet: string | undefined;
+    for (const deadline = Date.now() + 30_000; !quiet && Date.now() < deadline; ) {
+      // Seldom: a scrape is work too, and frequent ones would keep the process from counting as quiet.
+      await new Promise((resolve) => setTimeout(resolve, 1_000));
+      const text = await scrape();
+      if (sample(text, 'kling_tracker_idle_collections_due') === 0 && sample(text, 'kling_tracker_idle_collection_seconds_count') >= collectionsBefore + 2) quiet = text;
+    }
+    expect(quiet).toBeDefined();
+    expect(sample(quiet!, 'kling_tracker_idle_collection_seconds_sum')).toBeGreaterThan(0);
 
     const stoppedAt = Date.now();
     proc.child.kill('SIGTERM');

@@ -69,10 +69,18 @@ describe('releaseMemoryWhenIdle', () => {
 
   test('when the process stays quiet, then nothing runs until the next busy spell, and after each spell two collections run', async () => {
     const { releases, counts } = await runScenario(`
-      const { stop } = releaseMemoryWhenIdle({ ...FAST, idleMs: 60, onRelease: (release) => releases.push(release) });
+      const { stop, collectionsDue } = releaseMemoryWhenIdle({
+        ...FAST,
+        idleMs: 60,
+        onRelease: (release) => { releases.push(release); counts['dueAfterRelease' + releases.length] = collectionsDue(); },
+      });
       await sleep(250);
       counts.quietFromTheStart = releases.length;
+      counts.dueQuietFromTheStart = collectionsDue();
       busyFor(100);
+      // The busy sample is taken at the next tick of the sampler.
+      await sleep(80);
+      counts.dueAfterSpell = collectionsDue();
       await releasesReach(2);
       await sleep(250);
       counts.afterFirstSpell = releases.length;
@@ -81,7 +89,16 @@ describe('releaseMemoryWhenIdle', () => {
       stop();
     `);
 
-    expect(counts).toEqual({ quietFromTheStart: 0, afterFirstSpell: 2 });
+    expect(counts).toEqual({
+      quietFromTheStart: 0,
+      dueQuietFromTheStart: 0,
+      dueAfterSpell: 2,
+      dueAfterRelease1: 1,
+      dueAfterRelease2: 0,
+      afterFirstSpell: 2,
+      dueAfterRelease3: 1,
+      dueAfterRelease4: 0,
+    });
     expect(releases).toHaveLength(4);
   });
 });
