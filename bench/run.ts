@@ -109,6 +109,27 @@ async function eventLoopDelayMs(metricsUrl: string): Promise<{ p99: number; max:
   return { p99: round2(p99! * 1000), max: round2(max! * 1000) };
 }
 
+/** Longest wait for ours' idle collections before a measured run; past it the run starts anyway. */
+const IDLE_COLLECTIONS_TIMEOUT_MS = 60_000;
+
+/**
+ * Waits until none of the processes behind `metricsUrls` has an idle collection still to run
+ * (`kling_tracker_idle_collections_due`, 0 or absent everywhere) and says how long that took, ms.
+ * Scraped once a second: a scrape is work too, and frequent ones would keep a process from counting as
+ * quiet.
+ */
+async function untilIdleCollectionsDone(metricsUrls: string[], onWait: (waitedMs: number) => void): Promise<{ waitedMs: number; timedOut: boolean }> {
+  const started = Date.now();
+  for (;;) {
+    const due = await Promise.all(metricsUrls.map(async (url) => (await metricValues(url, ['kling_tracker_idle_collections_due']))[0]!));
+    const waitedMs = Date.now() - started;
+    if (due.every((value) => !(value > 0))) return { waitedMs, timedOut: false };
+    if (waitedMs >= IDLE_COLLECTIONS_TIMEOUT_MS) return { waitedMs, timedOut: true };
+    onWait(waitedMs);
+    await sleep(1_000);
+  }
+}
+
 interface SubmitFigures {
   rps: number;
   requests: number;
@@ -362,6 +383,19 @@ async function main(): Promise<void> {
         const pgS = cpuDelta(pgBefore, backendCpu(backendsAfter, applicationName));
         return { outcome, cpuS, sysS, pgS, connections: connectionChanges(backendsBefore, backendsAfter) };
       };
+      /**
+       * Ours' API and worker run their idle collections (IDLE_GC_AFTER_MS) in the quiet after a busy spell:
+       * after each of ours' runs, and after the worker's start-up. Each takes both cores for tens of ms, so
+       * wherever one fell, it held up the run being measured then: the floor's, nearly always (after
+       * ours' run, 6–13 s into the next). Every measured run starts once they are done.
+       */
+      const oursMetrics = [`${apiUrl}/metrics`, `http://127.0.0.1:${workerMetricsPort}/metrics`];
+      let idleCollectionsWaitedMs = 0;
+      const afterIdleCollections = async (label: string): Promise<void> => {
+        const { waitedMs, timedOut } = await untilIdleCollectionsDone(oursMetrics, (ms) => progress.update(`${label}: waiting for ours' idle collections, ${fmt(ms / 1000, 0)} s`));
+        idleCollectionsWaitedMs += waitedMs;
+        if (timedOut) progress.log(`${label}: ours' idle collections still due after ${fmt(waitedMs / 1000, 0)} s; measuring anyway`);
+      };
       const run = (label: string, target: LoadTarget, durationS: number, server: ServiceChild) =>
         withServerCpu(server, () =>
           closedLoop(target, {
@@ -380,6 +414,7 @@ async function main(): Promise<void> {
       for (let round = 1; round <= options.rounds; round++) {
         const order = round % 2 === 1 ? (['ours', 'floor'] as const) : (['floor', 'ours'] as const);
         for (const which of order) {
+          await afterIdleCollections(`round ${round}/${options.rounds} ${which}`);
           const { outcome, cpuS, sysS, pgS, connections } = await run(`round ${round}/${options.rounds} ${which}`, which === 'ours' ? ours : floorTarget, options.durationS, which === 'ours' ? api : floor);
           const sum = totals[which];
           sum.rounds.push(outcome);
@@ -413,6 +448,7 @@ async function main(): Promise<void> {
       // Half of each one's measured peak, as a fixed arrival rate.
       const half = async (label: string, target: LoadTarget, peak: number, server: ServiceChild): Promise<RateFigures> => {
         const rate = options.halfRate > 0 ? options.halfRate : Math.max(1, peak / 2);
+        await afterIdleCollections(`half-peak ${label}`);
         // Warm at this rate first, as the closed-loop rounds are: the first seconds at a new rate were
         // among the slowest for ours and the floor alike (bench/README.md, eighth session).
         if (options.warmupS > 0) {
@@ -472,6 +508,7 @@ async function main(): Promise<void> {
         floor: floorFigures,
         ratio: round3(oursFigures.rps / floorFigures.rps),
         half_peak: { ours: halfOurs, floor: halfFloor },
+        waited_for_idle_collections_s: round2(idleCollectionsWaitedMs / 1000),
       };
 
       progress.update('discarding the submit phase (jobs and rows) before the burst');
@@ -798,6 +835,7 @@ function printTables(result: Json): void {
     console.log(
       `database connections opened / closed by any process while measured: rounds: ours ${connections(submit.ours)}, floor ${connections(submit.floor)}; half peak: ours ${connections(submit.half_peak.ours)}, floor ${connections(submit.half_peak.floor)}`,
     );
+    console.log(`waited for ours' idle collections before measured runs: ${fmt(submit.waited_for_idle_collections_s, 1)} s in all`);
   }
   const burst = result.burst as Json | undefined;
   if (burst) {
