@@ -105,7 +105,7 @@ export function createMetrics(options: MetricsOptions = {}) {
   let idleCollectionsDue = (): number => 0;
   new Gauge({
     name: 'kling_tracker_idle_collections_due',
-    help: 'Idle collections this process has still to run: 2 from a busy spell on until both have run in the quiet after it (0 with IDLE_GC_AFTER_MS=0)',
+    help: 'Idle collections this process has still due: 2 from a busy spell on until both have run or been skipped in the quiet after it (0 with IDLE_GC_AFTER_MS=0)',
     registers: [registry],
     collect() {
       this.set(idleCollectionsDue());

@@ -231,10 +231,9 @@ describe('npm start (node dist/src/main.js) on a brand-new database, no Kling cr
     expect(done.status).toBe('succeed');
     expect(done.result?.elements[0]?.element_id).toMatch(/^\d+$/);
 
-    // A busy spell (a second of requests from 20 connections), then quiet: two idle collections run, and
-    // the metrics say so (the bench waits on them before measuring anything else on the machine).
+    // A busy spell (requests from 20 connections), then quiet: the idle collections due run (the first
+    // one always: src/idle-memory.ts), and the metrics say so (the bench waits on them before measuring).
     const scrape = async () => (await fetch(`${baseUrl}/metrics`)).text();
-    const collectionsBefore = sample(await scrape(), 'kling_tracker_idle_collection_seconds_count');
     const busyUntil = Date.now() + 1_500;
     await Promise.all(
       Array.from({ length: 20 }, async () => {
@@ -246,7 +245,7 @@ describe('npm start (node dist/src/main.js) on a brand-new database, no Kling cr
       // Seldom: a scrape is work too, and frequent ones would keep the process from counting as quiet.
       await new Promise((resolve) => setTimeout(resolve, 1_000));
       const text = await scrape();
-      if (sample(text, 'kling_tracker_idle_collections_due') === 0 && sample(text, 'kling_tracker_idle_collection_seconds_count') >= collectionsBefore + 2) quiet = text;
+      if (sample(text, 'kling_tracker_idle_collections_due') === 0 && sample(text, 'kling_tracker_idle_collection_seconds_count') >= 1) quiet = text;
     }
     expect(quiet).toBeDefined();
     expect(sample(quiet!, 'kling_tracker_idle_collection_seconds_sum')).toBeGreaterThan(0);

@@ -20,8 +20,8 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const busyFor = (ms) => { const until = Date.now() + ms; while (Date.now() < until) Math.sqrt(Math.random()); };
 const releases = [];
 const counts = {};
-// Waits until releases has count entries (or gives up after ms).
-const releasesReach = async (count, ms = 5000) => { const until = Date.now() + ms; while (releases.length < count && Date.now() < until) await sleep(10); };
+// Waits until condition() holds (or gives up after ms).
+const until = async (condition, ms = 5000) => { const end = Date.now() + ms; while (!condition() && Date.now() < end) await sleep(10); };
 `;
 
 interface ScenarioResult {
@@ -44,9 +44,9 @@ async function runScenario(body: string): Promise<ScenarioResult> {
 describe('releaseMemoryWhenIdle', () => {
   beforeAll(() => assertBuilt());
 
-  test('when a busy spell is followed by quiet, then a full collection runs and frees what the spell left, and a second one after as long again of quiet', async () => {
-    const { releases } = await runScenario(`
-      const { stop } = releaseMemoryWhenIdle({ ...FAST, idleMs: 100, onRelease: (release) => releases.push(release) });
+  test('when a busy spell leaves garbage behind, then once quiet a full collection frees it, and a second one follows after as long again', async () => {
+    const { releases, counts } = await runScenario(`
+      const { stop, collectionsDue } = releaseMemoryWhenIdle({ ...FAST, idleMs: 100, onRelease: (release) => releases.push(release) });
       // Garbage from the "burst": large arrays live in V8's large-object space, which only a full collection
       // frees. 32 MB stays under V8's own old-generation limit: with 64 MB, V8 started a full collection of
       // its own once the busy spell ended and freed the arrays before the idle one ran.
@@ -54,11 +54,15 @@ describe('releaseMemoryWhenIdle', () => {
       await sleep(30);
       busyFor(100);
       burst = undefined;
-      await releasesReach(2);
+      await sleep(80);
+      counts.dueAfterSpell = collectionsDue();
+      await until(() => collectionsDue() === 0);
+      counts.dueAtEnd = collectionsDue();
       await sleep(300);
       stop();
     `);
 
+    expect(counts).toEqual({ dueAfterSpell: 2, dueAtEnd: 0 });
     expect(releases).toHaveLength(2);
     const [first, second] = releases;
     expect(first!.tookMs).toBeGreaterThanOrEqual(0);
@@ -67,38 +71,46 @@ describe('releaseMemoryWhenIdle', () => {
     expect(second!.heapUsedBeforeMb).toBeLessThan(first!.heapUsedBeforeMb - 25);
   });
 
-  test('when the process stays quiet, then nothing runs until the next busy spell, and after each spell two collections run', async () => {
+  test('when the process stays quiet, then nothing runs; after a spell that leaves garbage two collections run, after one that leaves none, none does', async () => {
     const { releases, counts } = await runScenario(`
-      const { stop, collectionsDue } = releaseMemoryWhenIdle({
-        ...FAST,
-        idleMs: 60,
-        onRelease: (release) => { releases.push(release); counts['dueAfterRelease' + releases.length] = collectionsDue(); },
-      });
+      const { stop, collectionsDue } = releaseMemoryWhenIdle({ ...FAST, idleMs: 60, minGrowthMb: 8, onRelease: (release) => releases.push(release) });
       await sleep(250);
       counts.quietFromTheStart = releases.length;
       counts.dueQuietFromTheStart = collectionsDue();
+      // The first spell's collections always run: until then what a collection leaves is unknown.
       busyFor(100);
-      // The busy sample is taken at the next tick of the sampler.
-      await sleep(80);
-      counts.dueAfterSpell = collectionsDue();
-      await releasesReach(2);
-      await sleep(250);
+      await until(() => collectionsDue() === 2, 1000);
+      await until(() => collectionsDue() === 0);
       counts.afterFirstSpell = releases.length;
+      // The sample right after a collection is not counted (its clean-up is no busy spell): let it pass.
+      await sleep(120);
+      let garbage = Array.from({ length: 4 }, () => new Array(1_000_000).fill(1.5));
       busyFor(100);
-      await releasesReach(4);
+      garbage = undefined;
+      await sleep(80);
+      counts.dueAfterGarbageSpell = collectionsDue();
+      await until(() => collectionsDue() === 0);
+      counts.afterGarbageSpell = releases.length;
+      await sleep(120);
+      busyFor(100);
+      await sleep(80);
+      counts.dueAfterCleanSpell = collectionsDue();
+      await until(() => collectionsDue() === 0);
+      counts.dueAtEnd = collectionsDue();
+      counts.afterCleanSpell = releases.length;
       stop();
     `);
 
     expect(counts).toEqual({
       quietFromTheStart: 0,
       dueQuietFromTheStart: 0,
-      dueAfterSpell: 2,
-      dueAfterRelease1: 1,
-      dueAfterRelease2: 0,
       afterFirstSpell: 2,
-      dueAfterRelease3: 1,
-      dueAfterRelease4: 0,
+      dueAfterGarbageSpell: 2,
+      afterGarbageSpell: 4,
+      dueAfterCleanSpell: 2,
+      dueAtEnd: 0,
+      afterCleanSpell: 4,
     });
-    expect(releases).toHaveLength(4);
+    expect(releases[2]!.heapUsedBeforeMb - releases[2]!.heapUsedAfterMb).toBeGreaterThan(25);
   });
 });
