@@ -385,8 +385,8 @@ async function main(): Promise<void> {
       };
       /**
        * Ours' API and worker run their idle collections (IDLE_GC_AFTER_MS) in the quiet after a busy spell:
-       * after each of ours' runs, and after the worker's start-up: full collections of tens of ms, with
-       * V8's helper threads on the other core. Wherever one fell, it held up the run being measured then:
+       * after each of ours' runs, and after the worker's start-up: full collections of tens of ms, which
+       * V8 spreads over more than one thread. Wherever one fell, it held up the run being measured then:
        * the floor's, nearly always (6–13 s after ours' run ended). Every measured run starts once they
        * are done (or skipped: src/idle-memory.ts).
        */

@@ -8,8 +8,8 @@ const BUSY_UTILIZATION = 0.1;
 const IDLE_UTILIZATION = 0.02;
 /**
  * A quiet spell's collections run only if memory has grown at least this much (MB) since the last
- * collection. Without this, a worker whose maintenance sweep made a one-second busy spell every 10 s ran a full
- * collection (35–55 ms, on every core) after each one, to free 1–3 MB (`npm run bench`, debug log).
+ * collection. Without this, a worker whose maintenance sweep made a one-second busy spell every 10 s ran
+ * a full collection (29–55 ms) after each one, to free 0.5–3.3 MB (`npm run bench`, debug log).
  */
 const MIN_GROWTH_MB = 8;
 
