@@ -294,6 +294,8 @@ async function main(): Promise<void> {
       MEDIA_PRECHECK: 'off',
       // --client-webhooks: the clients' webhook receiver is the fake Kling, on loopback.
       ...(options.clientWebhooks ? { ALLOW_PRIVATE_CALLBACKS: 'true' } : {}),
+      // --quick is a smoke test: a short quiet time keeps its waits for ours' idle collections short.
+      ...(options.quick ? { IDLE_GC_AFTER_MS: '1000' } : {}),
       ...options.serviceEnv,
     };
     const profArgs = (name: string): string[] => {

@@ -125,6 +125,9 @@ test('when the bench runs in quick mode, then it prints the tables and writes a 
     expect(figures.database_connections).toEqual({ opened: expect.any(Number), closed: 0 });
     expect(figures.database_connections.opened).toBeGreaterThanOrEqual(0);
   }
+  // Four measured runs (one round each way, then half peak each), each waiting at most 60 s for ours' idle collections.
+  expect(result.submit.waited_for_idle_collections_s).toBeGreaterThanOrEqual(0);
+  expect(result.submit.waited_for_idle_collections_s).toBeLessThanOrEqual(4 * 61);
   // Callback → visible split by when each callback was sent: every measured callback is in one part and one window.
   const visible = result.burst.callback_to_visible.count;
   expect(result.burst.callback_to_visible_while_posting.count + result.burst.callback_to_visible_after_posting.count).toBe(visible);
