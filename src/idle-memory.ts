@@ -8,8 +8,8 @@ const BUSY_UTILIZATION = 0.1;
 const IDLE_UTILIZATION = 0.02;
 /**
  * A quiet spell's collections run only if memory has grown at least this much (MB) since the last
- * collection. Without this, a worker whose maintenance sweep made a one-second busy spell every 10 s ran
- * a full collection (29–55 ms) after each one, to free 0.5–3.3 MB (`npm run bench`, debug log).
+ * collection. Without this, a worker with a backlog ran a full collection (33–55 ms) every ~10 s, in
+ * step with its maintenance sweep, to free 1–3.3 MB each time (`npm run bench`, debug log).
  */
 const MIN_GROWTH_MB = 8;
 
