@@ -109,6 +109,24 @@ async function eventLoopDelayMs(metricsUrl: string): Promise<{ p99: number; max:
   return { p99: round2(p99! * 1000), max: round2(max! * 1000) };
 }
 
+/**
+ * Empties the tasks (and, by cascade, the rows that reference them) between phases. The service is still
+ * live meanwhile and may be adding a task event (the maintenance sweep finds the drained jobs missing),
+ * which locks the two tables in the other order; Postgres then aborts one of the two as a deadlock (seen
+ * twice in a day of runs; once it was the TRUNCATE, which ended the run). The TRUNCATE is tried again.
+ */
+async function emptyTasks(pg: Client): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await pg.query('TRUNCATE tasks CASCADE');
+      return;
+    } catch (error) {
+      if ((error as { code?: string }).code !== '40P01' || attempt >= 5) throw error;
+      await sleep(100);
+    }
+  }
+}
+
 /** Longest wait for ours' idle collections before a measured run; past it the run starts anyway. */
 const IDLE_COLLECTIONS_TIMEOUT_MS = 60_000;
 
@@ -517,7 +535,7 @@ async function main(): Promise<void> {
       progress.update('discarding the submit phase (jobs and rows) before the burst');
       await submitQueue.drain(true);
       await new Queue('floor-submit', { connection: redis, prefix: bullPrefix(queuePrefix) }).obliterate({ force: true });
-      await pg.query('TRUNCATE tasks CASCADE');
+      await emptyTasks(pg);
       await pg.query('VACUUM ANALYZE tasks');
       await pg.query('VACUUM ANALYZE task_events');
       await submitQueue.resume();
@@ -567,7 +585,7 @@ async function main(): Promise<void> {
         const deadline = Date.now() + options.burstTimeoutS * 1000;
         while ((await finishedCount()) < (warm.locations?.length ?? 0) && Date.now() < deadline) await sleep(100);
         await callbacksSettled();
-        await pg.query('TRUNCATE tasks CASCADE');
+        await emptyTasks(pg);
         await sleep(Math.min(2_000, options.settleS * 1000));
       }
       fake.send({ cmd: 'configure', apiBaseUrl: apiUrl, apiKey, callbackDelayMs: options.callbackDelayMs, measure: true });
