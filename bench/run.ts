@@ -111,7 +111,7 @@ async function eventLoopDelayMs(metricsUrl: string): Promise<{ p99: number; max:
 
 /**
  * Empties the tasks (and, by cascade, the rows that reference them) between phases. The service is still
- * live meanwhile and may be adding a task event (the maintenance sweep finds the drained jobs missing),
+ * live meanwhile and may be adding a task event (the maintenance sweep, say, finding drained jobs missing),
  * which locks the two tables in the other order; Postgres then aborts one of the two as a deadlock (seen
  * twice in a day of runs; once it was the TRUNCATE, which ended the run). The TRUNCATE is tried again.
  */
