@@ -435,8 +435,9 @@ async function main(): Promise<void> {
       for (let round = 1; round <= options.rounds; round++) {
         const order = round % 2 === 1 ? (['ours', 'floor'] as const) : (['floor', 'ours'] as const);
         for (const which of order) {
-          await afterIdleCollections(`round ${round}/${options.rounds} ${which}`);
-          const { outcome, cpuS, sysS, pgS, connections } = await run(`round ${round}/${options.rounds} ${which}`, which === 'ours' ? ours : floorTarget, options.durationS, which === 'ours' ? api : floor);
+          const label = `round ${round}/${options.rounds} ${which}`;
+          await afterIdleCollections(label);
+          const { outcome, cpuS, sysS, pgS, connections } = await run(label, which === 'ours' ? ours : floorTarget, options.durationS, which === 'ours' ? api : floor);
           const sum = totals[which];
           sum.rounds.push(outcome);
           sum.cpuS += cpuS;

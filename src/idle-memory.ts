@@ -118,15 +118,14 @@ export function releaseMemoryWhenIdle(options: IdleMemoryOptions): IdleMemoryRel
     }
     quietSince ??= performance.now();
     if (performance.now() - quietSince < options.idleMs) return;
-    const first = collectionsDue === 2;
-    collectionsDue--;
     quietSince = undefined;
     const before = process.memoryUsage();
-    if (first && !grownSinceLast(footprintOf(before))) {
+    if (collectionsDue === 2 && !grownSinceLast(footprintOf(before))) {
       // The second one only follows up a first that ran (see above): this spell is done with.
       collectionsDue = 0;
       return;
     }
+    collectionsDue--;
     const startedAt = performance.now();
     collect();
     const after = process.memoryUsage();
