@@ -7,9 +7,10 @@ import type { Logger } from './logger';
 const BUSY_UTILIZATION = 0.1;
 const IDLE_UTILIZATION = 0.02;
 /**
- * A quiet spell's collections run only if memory (outside the young generation, or as committed) has grown
- * at least this much (MB) since the last collection. Without this, a worker with a backlog ran a full collection (33–55 ms) every ~10 s, in
- * step with its maintenance sweep, to free 1–3.3 MB each time (`npm run bench`, debug log).
+ * A quiet spell's collections run only if memory (outside the young generation, or as committed) has
+ * grown at least this much (MB) since the last collection. Without this, a worker with a backlog ran a
+ * full collection (33–55 ms) every ~10 s, in step with its maintenance sweep, to free 1–3.3 MB each time
+ * (`npm run bench`, debug log).
  */
 const MIN_GROWTH_MB = 8;
 

@@ -100,8 +100,9 @@ export interface LoggerOptions {
  * Stdout takes lines in blocks of up to PIPE_BUF (4 KB), not one write per line: at a steady 700
  * creates/s each line was a write handed to libuv's thread pool, 3–4% of the API's busy time (bench).
  * A block of whole lines up to PIPE_BUF is written to a pipe in one piece, so the lines of API processes
- * sharing one stdout never interleave (a single line longer than that is written alone, as before). Lines wait at most LOG_FLUSH_MS; pino writes what is left when the
- * process exits, so only a process killed outright (SIGKILL) loses its last block.
+ * sharing one stdout never interleave (a single line longer than that is written alone, as before).
+ * Lines wait at most LOG_FLUSH_MS; pino writes what is left when the process exits, so only a process
+ * killed outright (SIGKILL) loses its last block.
  */
 const PIPE_BUF = 4096;
 const LOG_FLUSH_MS = 250;
