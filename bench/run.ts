@@ -15,6 +15,7 @@ import { createTenantRepository } from '../src/db/tenant-repository';
 import { bullPrefix, SUBMIT_QUEUE } from '../src/queue/queues';
 import { closedLoop, fixedCount, fixedRate, mergeResults, summarize, type LoadResult, type LoadTarget, type SecondSummary } from './load';
 import { parseOptions, ROOT, type BenchOptions } from './options';
+import { prepareCommitProbe, startCommitProbe } from './commit-probe';
 import { CLIENT_WEBHOOK_PATH } from './fake-kling';
 import { cpuSeconds, FakeKlingChild, freePort, rssMb, ServiceChild, sleep } from './processes';
 import { fmt, Progress, table } from './report';
@@ -186,6 +187,12 @@ interface RateFigures {
    * machine's, not the server's, and they reach every process of the run.
    */
   idle_process_event_loop_delay_ms: { p50: number; p99: number; max: number } | null;
+  /**
+   * A lone commit's round trip every 20 ms on a connection of its own (bench/commit-probe.ts): the
+   * machine's Postgres and disk, which both servers commit through. A spell here that no process's event
+   * loop shows is the disk's.
+   */
+  lone_commit_ms: ReturnType<typeof summarize>;
   /** Ours only: the API's own answer times from its request log (it starts its clock when it reads the request). */
   server_answer?: ReturnType<typeof summarize>;
   /**
@@ -386,6 +393,11 @@ async function main(): Promise<void> {
       // floor's jobs have no consumer either). They are thrown away before the burst.
       const submitQueue = new Queue(SUBMIT_QUEUE, { connection: redis, prefix: bullPrefix(queuePrefix) });
       await submitQueue.pause();
+      // Its own connection, opened before anything is measured (a connection opening counts as a disturbance).
+      const probeClient = new Client({ connectionString: withApplicationName(databaseUrl, 'ket-bench-commit-probe') });
+      await probeClient.connect();
+      cleanup.push(() => probeClient.end());
+      await prepareCommitProbe(probeClient);
       /**
        * The load's outcome, with the CPU seconds the server (all, and the kernel's part) and its Postgres
        * backends spent meanwhile, and the database connections opened and closed meanwhile.
@@ -484,6 +496,7 @@ async function main(): Promise<void> {
         const loopDelay = monitorEventLoopDelay({ resolution: 5 });
         loopDelay.enable();
         fake.send({ cmd: 'reset' }); // its event-loop delay from here on: see idle_process_event_loop_delay_ms
+        const commitProbe = startCommitProbe(probeClient);
         const since = Date.now();
         const { outcome: measured, cpuS, sysS, pgS, connections } = await withServerCpu(server, async () => {
           const generatorBefore = process.cpuUsage();
@@ -498,6 +511,7 @@ async function main(): Promise<void> {
         });
         const { outcome, generatorUsage } = measured;
         const idleProcessDelay = (await fake.stats()).eventLoopDelayMs ?? null;
+        const commitMs = await commitProbe.stop();
         const perRequest = (seconds: number) => round3((seconds * 1000) / Math.max(1, outcome.requests));
         const serverSystemShare = round2(sysS / Math.max(cpuS, 0.001));
         const cpu = {
@@ -517,6 +531,7 @@ async function main(): Promise<void> {
           per_second: outcome.perSecond ?? [],
           generator_event_loop_delay_ms: generatorDelay,
           idle_process_event_loop_delay_ms: idleProcessDelay,
+          lone_commit_ms: commitMs,
           cpu_ms_per_request: cpu,
           server_cpu_system_share: serverSystemShare,
           database_connections: connections,
@@ -847,6 +862,8 @@ function printTables(result: Json): void {
     console.log(`half peak: the load generator's own event-loop delay p99 / max: ours ${generator(submit.half_peak.ours)}, floor ${generator(submit.half_peak.floor)}`);
     const idle = (h: Json) => (h.idle_process_event_loop_delay_ms ? `${fmt(h.idle_process_event_loop_delay_ms.p99, 2)} / ${fmt(h.idle_process_event_loop_delay_ms.max, 2)} ms` : '–');
     console.log(`half peak: an idle process's event-loop delay p99 / max (the machine's own spells): ours' run ${idle(submit.half_peak.ours)}, floor's ${idle(submit.half_peak.floor)}`);
+    const commit = (h: Json) => `${fmt(h.lone_commit_ms.p50_ms, 2)} / ${fmt(h.lone_commit_ms.p99_ms, 2)} / ${fmt(h.lone_commit_ms.max_ms, 2)} ms`;
+    console.log(`half peak: a lone commit's round trip every 20 ms (the machine's Postgres and disk) p50 / p99 / max: ours' run ${commit(submit.half_peak.ours)}, floor's ${commit(submit.half_peak.floor)}`);
     const server = submit.half_peak.ours.server_answer;
     if (server?.count) console.log(`half peak, ours: the API's own answer time (its request log) p50 / p99 / max ${p50p99max(server)}`);
     const cpu = (h: Json) => `${fmt(h.cpu_ms_per_request.server, 3)} / ${fmt(h.cpu_ms_per_request.postgres, 3)} / ${fmt(h.cpu_ms_per_request.generator, 3)}`;

@@ -108,6 +108,11 @@ test('when the bench runs in quick mode, then it prints the tables and writes a 
     const idle = result.submit.half_peak[which].idle_process_event_loop_delay_ms as { p50: number; p99: number; max: number };
     expect(idle).toEqual({ p50: expect.any(Number), p99: expect.any(Number), max: expect.any(Number) });
     expect(idle.max).toBeGreaterThanOrEqual(idle.p99);
+    // A lone commit was timed every 20 ms throughout the run, each a real round trip to Postgres.
+    const commit = result.submit.half_peak[which].lone_commit_ms as { count: number; p50_ms: number; p99_ms: number; max_ms: number };
+    expect(commit.count).toBeGreaterThan(0);
+    expect(commit.p50_ms).toBeGreaterThan(0);
+    expect(commit.max_ms).toBeGreaterThanOrEqual(commit.p99_ms);
   }
   // CPU per request at half peak: each server and its Postgres backends did work; so did the generator.
   for (const which of ['ours', 'floor'] as const) {
