@@ -7,10 +7,10 @@ import { summarize } from './load';
  * on its own connection, so each answer waits for its WAL flush as every create's does. Both servers
  * commit through the same Postgres and disk, so a spell here is the machine's, not either server's: on
  * some runs ours and the floor both had p99s of 40–50 ms a second every ~3 s while no process's event
- * loop was late (fifteenth session), which only a commit's round trip shows.
+ * loop was late (bench/README.md, fifteenth session); if the disk is the cause, commits show it.
  */
 export interface CommitProbe {
-  /** Stops probing and summarises the round trips since `start` (ms). */
+  /** Stops probing and summarises the round trips since it started (ms); rejects if a probe failed. */
   stop(): Promise<ReturnType<typeof summarize>>;
 }
 
@@ -24,6 +24,7 @@ export async function prepareCommitProbe(client: Client): Promise<void> {
 export function startCommitProbe(client: Client, everyMs = 20): CommitProbe {
   const samples: number[] = [];
   let stopped = false;
+  let failure: unknown;
   const loop = (async () => {
     while (!stopped) {
       const started = performance.now();
@@ -33,11 +34,15 @@ export function startCommitProbe(client: Client, everyMs = 20): CommitProbe {
       // A fixed pace from each start, so a slow commit is followed at once rather than skipped.
       await new Promise((resolve) => setTimeout(resolve, Math.max(0, everyMs - elapsed)));
     }
-  })();
+  })().catch((error: unknown) => {
+    // Kept for stop(): a rejection nobody awaits yet would end the whole bench process on the spot.
+    failure = error;
+  });
   return {
     async stop() {
       stopped = true;
       await loop;
+      if (failure) throw failure;
       return summarize(samples);
     },
   };
