@@ -114,7 +114,7 @@ const envSchema = z
     /**
      * Creates read and stored at once per API process; more wait their turn (callbacks and reads do not).
      * A create holds its place until its row is committed, so the limit also caps creates a second at
-     * about limit / time to store one: 16 held a 2-core machine that stores a create in ~4 ms (batch
+     * about limit / time to store one: 16 held a 2-core machine that stored a create in ~4 ms (then: batch
      * linger, statement, commit) to ~4,100/s, 0.63 of the bench's floor (0.91-1.01 with 32 or 64).
      */
     API_MAX_CONCURRENT_CREATES: positiveInt.default(64),

@@ -128,17 +128,15 @@ const INSERT_TASKS_SQL = `WITH input AS (
 SELECT * FROM task`;
 
 /**
- * Up to this many concurrent creates share one INSERT statement and commit. Two batches may be out at
- * once, so a batch is being collected while the previous one commits; a pool of 10 keeps room for reads.
+ * Up to this many concurrent creates share one INSERT statement and commit. One batch is out at a time:
+ * creates that arrive while it commits go together in the next, so a batch grows with the rate (about
+ * rate × a commit's round trip) and nothing waits on a timer. A create that finds no batch out goes at
+ * once. Two batches out, with creates that came close together waiting 3 ms for company, cost the same
+ * CPU per create at half the bench's peak and 1 ms more at p50, 3 ms more at p99 (bench/README.md,
+ * sixteenth session). The rest of the pool is left to reads and to Kling's callbacks.
  */
 const INSERT_BATCH_MAX = 100;
-const INSERT_BATCHES_IN_FLIGHT = 2;
-/**
- * Creates that come at least this close together (ms) wait this long for company when no batch is out
- * (see batcher.ts): at a steady few hundred creates a second, each would otherwise pay an INSERT and a
- * commit of its own.
- */
-const INSERT_LINGER_MS = 3;
+const INSERT_BATCHES_IN_FLIGHT = 1;
 
 const FIND_BY_ID_SQL = 'SELECT * FROM tasks WHERE id = $1';
 const FIND_BY_IDS_SQL = 'SELECT * FROM tasks WHERE id = ANY($1::text[])';
@@ -368,7 +366,6 @@ SELECT * FROM updated`;
     many: insertMany,
     maxBatch: INSERT_BATCH_MAX,
     maxInFlight: INSERT_BATCHES_IN_FLIGHT,
-    lingerMs: INSERT_LINGER_MS,
   });
 
   const findByIdBatched = createBatcher<string, TaskRecord | null>({
