@@ -1,6 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import type { Client } from 'pg';
-import { summarize } from './load';
+import { summarize, type LatencySummary } from './load';
 
 /**
  * Times a lone Postgres commit every `everyMs` while a measured run goes on: one INSERT of a tiny row
@@ -11,17 +11,19 @@ import { summarize } from './load';
  */
 export interface CommitProbe {
   /** Stops probing and summarises the round trips since it started (ms); rejects if a probe failed. */
-  stop(): Promise<ReturnType<typeof summarize>>;
+  stop(): Promise<LatencySummary>;
 }
 
 const PROBE_TABLE = 'bench_commit_probe';
+/** How often a lone commit is timed (ms). */
+export const COMMIT_PROBE_EVERY_MS = 20;
 
 /** Creates the probe's table; call once, before any measured run (DDL during one would disturb it). */
 export async function prepareCommitProbe(client: Client): Promise<void> {
   await client.query(`CREATE TABLE IF NOT EXISTS ${PROBE_TABLE} (at timestamptz NOT NULL DEFAULT now())`);
 }
 
-export function startCommitProbe(client: Client, everyMs = 20): CommitProbe {
+export function startCommitProbe(client: Client, everyMs = COMMIT_PROBE_EVERY_MS): CommitProbe {
   const samples: number[] = [];
   let stopped = false;
   let failure: unknown;

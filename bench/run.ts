@@ -13,9 +13,9 @@ import { migrate } from '../src/db/migrate';
 import { createDb } from '../src/db/prisma';
 import { createTenantRepository } from '../src/db/tenant-repository';
 import { bullPrefix, SUBMIT_QUEUE } from '../src/queue/queues';
-import { closedLoop, fixedCount, fixedRate, mergeResults, summarize, type LoadResult, type LoadTarget, type SecondSummary } from './load';
+import { closedLoop, fixedCount, fixedRate, mergeResults, summarize, type LatencySummary, type LoadResult, type LoadTarget, type SecondSummary } from './load';
 import { parseOptions, ROOT, type BenchOptions } from './options';
-import { prepareCommitProbe, startCommitProbe } from './commit-probe';
+import { COMMIT_PROBE_EVERY_MS, prepareCommitProbe, startCommitProbe } from './commit-probe';
 import { CLIENT_WEBHOOK_PATH } from './fake-kling';
 import { cpuSeconds, FakeKlingChild, freePort, rssMb, ServiceChild, sleep } from './processes';
 import { fmt, Progress, table } from './report';
@@ -153,7 +153,7 @@ interface SubmitFigures {
   rps: number;
   requests: number;
   errors: number;
-  latency: ReturnType<typeof summarize>;
+  latency: LatencySummary;
   /** CPU of the server process per request, ms. */
   cpu_ms_per_request: number;
   /** CPU of the server process while loaded, in cores (1 = one core busy all the time). */
@@ -173,7 +173,7 @@ interface RateFigures {
   rps: number;
   requests: number;
   errors: number;
-  latency: ReturnType<typeof summarize>;
+  latency: LatencySummary;
   /** By the second requests were due: is the tail a steady property or one spell (e.g. after a lull)? */
   per_second: SecondSummary[];
   /**
@@ -192,9 +192,9 @@ interface RateFigures {
    * machine's Postgres and disk, which both servers commit through. A spell here that no process's event
    * loop shows is the disk's.
    */
-  lone_commit_ms: ReturnType<typeof summarize>;
+  lone_commit_ms: LatencySummary;
   /** Ours only: the API's own answer times from its request log (it starts its clock when it reads the request). */
-  server_answer?: ReturnType<typeof summarize>;
+  server_answer?: LatencySummary;
   /**
    * CPU ms per request during the run: the server, its Postgres backends and the load generator. At a
    * fixed rate requests come one by one, so each costs more than in the closed loop's batches.
@@ -863,7 +863,7 @@ function printTables(result: Json): void {
     const idle = (h: Json) => (h.idle_process_event_loop_delay_ms ? `${fmt(h.idle_process_event_loop_delay_ms.p99, 2)} / ${fmt(h.idle_process_event_loop_delay_ms.max, 2)} ms` : '–');
     console.log(`half peak: an idle process's event-loop delay p99 / max (the machine's own spells): ours' run ${idle(submit.half_peak.ours)}, floor's ${idle(submit.half_peak.floor)}`);
     const commit = (h: Json) => `${fmt(h.lone_commit_ms.p50_ms, 2)} / ${fmt(h.lone_commit_ms.p99_ms, 2)} / ${fmt(h.lone_commit_ms.max_ms, 2)} ms`;
-    console.log(`half peak: a lone commit's round trip every 20 ms (the machine's Postgres and disk) p50 / p99 / max: ours' run ${commit(submit.half_peak.ours)}, floor's ${commit(submit.half_peak.floor)}`);
+    console.log(`half peak: a lone commit's round trip every ${COMMIT_PROBE_EVERY_MS} ms (the machine's Postgres and disk) p50 / p99 / max: ours' run ${commit(submit.half_peak.ours)}, floor's ${commit(submit.half_peak.floor)}`);
     const server = submit.half_peak.ours.server_answer;
     if (server?.count) console.log(`half peak, ours: the API's own answer time (its request log) p50 / p99 / max ${p50p99max(server)}`);
     const cpu = (h: Json) => `${fmt(h.cpu_ms_per_request.server, 3)} / ${fmt(h.cpu_ms_per_request.postgres, 3)} / ${fmt(h.cpu_ms_per_request.generator, 3)}`;
