@@ -6,9 +6,10 @@
  *
  * Nothing waits for a batch to fill: the first call after an idle period is sent on the next turn of the
  * event loop, together with whatever else arrived in the same turn. Calls that arrive while
- * `maxInFlight` batches are out wait for one of them to finish and then go together. With `lingerMs`,
- * a call that finds no batch out but came within `lingerMs` of the call before it waits that long for
- * company (see the option).
+ * `maxInFlight` batches are out wait for one of them to finish and then go together, at once: before
+ * the finished batch's callers are answered, so the next round trip overlaps their work instead of
+ * following it. With `lingerMs`, a call that finds no batch out but came within `lingerMs` of the call
+ * before it waits that long for company (see the option).
  */
 export interface BatcherOptions<I, O> {
   /** The whole batch at once; one result per item, in order. */
@@ -46,10 +47,19 @@ export function createBatcher<I, O>(options: BatcherOptions<I, O>): Batched<I, O
   const lingerMs = options.lingerMs ?? 0;
   let lastCallAt = Number.NEGATIVE_INFINITY;
 
-  async function send(batch: Waiting<I, O>[]): Promise<void> {
+  /**
+   * Does one batch; `release` frees its place before any caller is answered, so the next batch is
+   * already on its way while the callers' continuations (for a create: its answer and log line) run.
+   */
+  async function send(batch: Waiting<I, O>[], release: () => void): Promise<void> {
     if (batch.length === 1) {
       const [only] = batch as [Waiting<I, O>];
-      await options.one(only.item).then(only.resolve, only.reject);
+      const outcome = await options.one(only.item).then(
+        (value) => () => only.resolve(value),
+        (error: unknown) => () => only.reject(error),
+      );
+      release();
+      outcome();
       return;
     }
     let results: O[];
@@ -58,8 +68,10 @@ export function createBatcher<I, O>(options: BatcherOptions<I, O>): Batched<I, O
       if (results.length !== batch.length) throw new Error(`a batch of ${batch.length} answered ${results.length} results`);
     } catch {
       await Promise.all(batch.map((entry) => options.one(entry.item).then(entry.resolve, entry.reject)));
+      release();
       return;
     }
+    release();
     batch.forEach((entry, index) => entry.resolve(results[index] as O));
   }
 
@@ -68,11 +80,15 @@ export function createBatcher<I, O>(options: BatcherOptions<I, O>): Batched<I, O
     while (waiting.length > 0 && inFlight < options.maxInFlight) {
       const batch = waiting.splice(0, options.maxBatch);
       inFlight += 1;
-      void send(batch).finally(() => {
+      let released = false;
+      const release = (): void => {
+        if (released) return;
+        released = true;
         inFlight -= 1;
-        // Calls that waited for this batch have waited enough.
-        schedule();
-      });
+        // Calls that waited for this batch have waited enough: they go now, before its callers are answered.
+        if (waiting.length > 0) startBatches();
+      };
+      void send(batch, release).finally(release);
     }
   }
 

@@ -129,13 +129,14 @@ SELECT * FROM task`;
 
 /**
  * Up to this many concurrent creates share one INSERT statement and commit. One batch is out at a time:
- * creates that arrive while it commits go together in the next, so a batch grows with the rate (about
- * rate × a commit's round trip) and nothing waits on a timer. A create that finds no batch out goes on
- * the next turn of the event loop, with whatever arrived in the same turn; at a trickle that is a commit
- * per create, which costs CPU only when there is CPU to spare. Two batches out, with creates that came
- * close together waiting 3 ms for company, cost the same CPU per create at half the bench's peak and
- * 1 ms more at p50, 3 ms more at p99 (bench/README.md, sixteenth session). The rest of the pool is left
- * to reads and to Kling's callbacks.
+ * creates that arrive while it commits go together in the next, sent as soon as its commit is back (before
+ * its creates are answered: batcher.ts), so a batch grows with the rate (about rate × a commit's round
+ * trip) and nothing waits on a timer. A create that finds no batch out goes on the next turn of the event
+ * loop, with whatever arrived in the same turn; at a trickle that is a commit per create, which costs CPU
+ * only when there is CPU to spare. Two batches out, with creates that came close together waiting 3 ms
+ * for company, cost the same CPU per create at half the bench's peak and 1 ms more at p50; at p99 neither
+ * was ahead beyond the machine's noise (bench/README.md, sixteenth and seventeenth sessions). The rest of
+ * the pool is left to reads and to Kling's callbacks.
  */
 const INSERT_BATCH_MAX = 100;
 const INSERT_BATCHES_IN_FLIGHT = 1;

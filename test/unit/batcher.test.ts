@@ -4,6 +4,8 @@ import { createBatcher } from '../../src/batcher';
 function recordingBatcher(options: { maxBatch?: number; maxInFlight?: number; lingerMs?: number; failMany?: boolean; badItem?: number } = {}) {
   const batches: number[][] = [];
   const singles: number[] = [];
+  /** Every batch and single as it was sent (before its round trip), in order. */
+  const sent: number[][] = [];
   let inFlight = 0;
   let mostInFlight = 0;
   const settle = async <T>(work: () => T): Promise<T> => {
@@ -18,22 +20,26 @@ function recordingBatcher(options: { maxBatch?: number; maxInFlight?: number; li
     return item * 2;
   };
   const batched = createBatcher<number, number>({
-    many: (items) =>
-      settle(() => {
+    many: (items) => {
+      sent.push(items);
+      return settle(() => {
         batches.push(items);
         if (options.failMany || items.includes(options.badItem as number)) throw new Error('the batch failed');
         return items.map(double);
-      }),
-    one: (item) =>
-      settle(() => {
+      });
+    },
+    one: (item) => {
+      sent.push([item]);
+      return settle(() => {
         singles.push(item);
         return double(item);
-      }),
+      });
+    },
     maxBatch: options.maxBatch ?? 100,
     maxInFlight: options.maxInFlight ?? 2,
     lingerMs: options.lingerMs,
   });
-  return { batched, batches, singles, mostInFlight: () => mostInFlight };
+  return { batched, batches, singles, sent, mostInFlight: () => mostInFlight };
 }
 
 const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -75,6 +81,19 @@ describe('createBatcher (group commit)', () => {
 
     expect(answers).toEqual(Array.from({ length: 20 }, (_, index) => index * 2));
     expect(rig.mostInFlight()).toBeLessThanOrEqual(2);
+  });
+
+  test('when a batch finishes while calls wait, then the next batch is sent before its callers go on', async () => {
+    const rig = recordingBatcher({ maxInFlight: 1 });
+
+    const first = rig.batched(1);
+    await pause(1); // out, so the next two wait for it
+    const rest = Promise.all([2, 3].map((item) => rig.batched(item)));
+    // What had been sent when the first caller's own continuation ran.
+    const sentBeforeFirstWentOn = await first.then(() => rig.sent.map((batch) => [...batch]));
+
+    expect(sentBeforeFirstWentOn).toEqual([[1], [2, 3]]);
+    await expect(rest).resolves.toEqual([4, 6]);
   });
 
   test('when a batch fails because of one item, then every item is tried alone and only that one fails', async () => {
