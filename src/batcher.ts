@@ -88,6 +88,7 @@ export function createBatcher<I, O>(options: BatcherOptions<I, O>): Batched<I, O
         // Calls that waited for this batch have waited enough: they go now, before its callers are answered.
         if (waiting.length > 0) startBatches();
       };
+      // send releases on every path before answering; this frees the place should it ever fail first.
       void send(batch, release).finally(release);
     }
   }
