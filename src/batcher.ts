@@ -48,31 +48,28 @@ export function createBatcher<I, O>(options: BatcherOptions<I, O>): Batched<I, O
   let lastCallAt = Number.NEGATIVE_INFINITY;
 
   /**
-   * Does one batch; `release` frees its place before any caller is answered, so the next batch is
-   * already on its way while the callers' continuations (for a create: its answer and log line) run.
+   * Does one batch and returns how to answer its callers, without answering them yet: startBatches frees
+   * the batch's place and sends the next one first, so that round trip overlaps the callers'
+   * continuations (for a create: its answer and log line).
    */
-  async function send(batch: Waiting<I, O>[], release: () => void): Promise<void> {
+  async function send(batch: Waiting<I, O>[]): Promise<() => void> {
     if (batch.length === 1) {
       const [only] = batch as [Waiting<I, O>];
-      const outcome = await options.one(only.item).then(
+      return options.one(only.item).then(
         (value) => () => only.resolve(value),
         (error: unknown) => () => only.reject(error),
       );
-      release();
-      outcome();
-      return;
     }
     let results: O[];
     try {
       results = await options.many(batch.map((entry) => entry.item));
       if (results.length !== batch.length) throw new Error(`a batch of ${batch.length} answered ${results.length} results`);
     } catch {
+      // Each item alone, each caller answered as its own finishes: nothing is left to answer after.
       await Promise.all(batch.map((entry) => options.one(entry.item).then(entry.resolve, entry.reject)));
-      release();
-      return;
+      return () => undefined;
     }
-    release();
-    batch.forEach((entry, index) => entry.resolve(results[index] as O));
+    return () => batch.forEach((entry, index) => entry.resolve(results[index] as O));
   }
 
   function startBatches(): void {
@@ -80,16 +77,21 @@ export function createBatcher<I, O>(options: BatcherOptions<I, O>): Batched<I, O
     while (waiting.length > 0 && inFlight < options.maxInFlight) {
       const batch = waiting.splice(0, options.maxBatch);
       inFlight += 1;
-      let released = false;
-      const release = (): void => {
-        if (released) return;
-        released = true;
+      const free = (): void => {
         inFlight -= 1;
         // Calls that waited for this batch have waited enough: they go now, before its callers are answered.
         if (waiting.length > 0) startBatches();
       };
-      // send releases on every path before answering; this frees the place should it ever fail first.
-      void send(batch, release).finally(release);
+      void send(batch).then(
+        (answerCallers) => {
+          free();
+          answerCallers();
+        },
+        (error: unknown) => {
+          free();
+          throw error;
+        },
+      );
     }
   }
 
