@@ -13,6 +13,20 @@ function dieWithParent(command: string, args: string[]): [string, string[]] {
   return SETPRIV ? [SETPRIV, ['--pdeathsig', 'KILL', '--', command, ...args]] : [command, args];
 }
 
+/**
+ * The node flags an npm script of the service starts its process with (`"start:api": "node <flags>
+ * dist/src/start-api.js"` in package.json), so the bench runs the API and the worker as `npm run
+ * start:api` and `npm run start:worker` do.
+ */
+export function nodeFlagsOfScript(root: string, script: string): string[] {
+  const { scripts } = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')) as { scripts?: Record<string, string> };
+  const words = (scripts?.[script] ?? '').trim().split(/\s+/);
+  if (words[0] !== 'node' || !words.at(-1)?.endsWith('.js')) {
+    throw new Error(`package.json script "${script}" is not "node [flags] <script>.js": ${scripts?.[script]}`);
+  }
+  return words.slice(1, -1);
+}
+
 /** Ports this bench has handed out: the kernel may offer a closed one again before its service listens. */
 const handedOut = new Set<number>();
 

@@ -17,7 +17,7 @@ import { closedLoop, fixedCount, fixedRate, mergeResults, summarize, type Latenc
 import { parseOptions, ROOT, type BenchOptions } from './options';
 import { COMMIT_PROBE_EVERY_MS, prepareCommitProbe, startCommitProbe } from './commit-probe';
 import { CLIENT_WEBHOOK_PATH } from './fake-kling';
-import { cpuSeconds, FakeKlingChild, freePort, rssMb, ServiceChild, sleep } from './processes';
+import { cpuSeconds, FakeKlingChild, freePort, nodeFlagsOfScript, rssMb, ServiceChild, sleep } from './processes';
 import { fmt, Progress, table } from './report';
 import { tcpDropCounters, tcpDropsSince, type TcpDrops } from './tcp-counters';
 
@@ -328,14 +328,16 @@ async function main(): Promise<void> {
       mkdirSync(options.cpuProfDir, { recursive: true });
       return [...options.nodeArgs, '--cpu-prof', `--cpu-prof-dir=${options.cpuProfDir}`, `--cpu-prof-name=${name}-${stamp}.cpuprofile`];
     };
-    const api = new ServiceChild('api', path.join(DIST, 'src', 'start-api.js'), { ...serviceEnv, PORT: String(apiPort), API_PROCESSES: String(options.apiProcesses) }, path.join(logDir, 'api.log'), profArgs('api'));
+    // The service's own node flags first (package.json), then --node-args and --cpu-prof.
+    const serviceNodeFlags = { api: nodeFlagsOfScript(ROOT, 'start:api'), worker: nodeFlagsOfScript(ROOT, 'start:worker') };
+    const api = new ServiceChild('api', path.join(DIST, 'src', 'start-api.js'), { ...serviceEnv, PORT: String(apiPort), API_PROCESSES: String(options.apiProcesses) }, path.join(logDir, 'api.log'), [...serviceNodeFlags.api, ...profArgs('api')]);
     const workerMetricsPort = await freePort();
     const worker = new ServiceChild(
       'worker',
       path.join(DIST, 'src', 'start-worker.js'),
       { ...serviceEnv, DATABASE_URL: withApplicationName(databaseUrl, 'ket-bench-worker'), WORKER_METRICS_PORT: String(workerMetricsPort) },
       path.join(logDir, 'worker.log'),
-      profArgs('worker'),
+      [...serviceNodeFlags.worker, ...profArgs('worker')],
     );
     const floorPort = await freePort();
     const floorUrl = `http://127.0.0.1:${floorPort}`;
@@ -383,6 +385,8 @@ async function main(): Promise<void> {
         api_processes: options.apiProcesses,
         log_level: options.logLevel,
         service_env: options.serviceEnv,
+        service_node_flags: serviceNodeFlags,
+        node_args: options.nodeArgs,
         cpu_prof_dir: options.cpuProfDir ?? null,
       },
     };

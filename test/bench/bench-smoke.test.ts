@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { nodeFlagsOfScript } from '../../bench/processes';
 
 /**
  * `npm run bench` in quick mode, from the build (npm test builds first): it must start everything it
@@ -54,6 +55,8 @@ test('when the bench runs in quick mode, then it prints the tables and writes a 
   expect(result).toMatchObject({
     quick: true,
     machine: { cpus: expect.any(Number), node: process.version },
+    // The API and worker run with the node flags of their npm scripts, as in production.
+    settings: { service_node_flags: { api: nodeFlagsOfScript(ROOT, 'start:api'), worker: nodeFlagsOfScript(ROOT, 'start:worker') } },
     submit: {
       ours: submitFigures,
       floor: submitFigures,

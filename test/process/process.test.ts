@@ -4,13 +4,15 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import { Client } from 'pg';
+import { nodeFlagsOfScript } from '../../bench/processes';
 import { loadMigrations } from '../../src/db/migrate';
 import { validImageTask } from '../helpers/factories';
 import { sample } from '../helpers/prometheus';
 import { ADMIN_DATABASE_URL, uniqueQueuePrefix } from '../helpers/test-database';
 
 /**
- * The built entry points as an operator runs them (`npm start` = node dist/src/main.js): configuration
+ * The built entry points as an operator runs them (`npm start` = node <flags> dist/src/main.js, with the
+ * node flags package.json gives each npm script): configuration
  * errors stop the process with a message naming the variable; a fresh database is created and migrated
  * on start; sandbox mode is announced; SIGTERM ends the process with exit code 0.
  * Needs `npm run build` first (npm test does it).
@@ -39,9 +41,14 @@ interface Running {
   exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-/** Runs `node dist/src/<script>` with exactly `env` (plus PATH), collecting JSON log lines from stdout. */
+/** The npm scripts that start these entry points (package.json), whose node flags the processes get here too. */
+const NPM_SCRIPTS: Record<string, string> = { 'main.js': 'start', 'start-api.js': 'start:api', 'start-worker.js': 'start:worker' };
+
+/** Runs `node <its npm script's flags> dist/src/<script>` with exactly `env` (plus PATH), collecting JSON log lines from stdout. */
 function run(script: string, env: Record<string, string>, args: string[] = []): Running {
-  const child = spawn(process.execPath, [path.join(DIST, script), ...args], {
+  const npmScript = NPM_SCRIPTS[script];
+  const nodeFlags = npmScript ? nodeFlagsOfScript(ROOT, npmScript) : [];
+  const child = spawn(process.execPath, [...nodeFlags, path.join(DIST, script), ...args], {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? '/usr/bin:/bin', NODE_ENV: 'production', LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
