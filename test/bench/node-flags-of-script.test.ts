@@ -24,9 +24,3 @@ test('when a script is missing or does not run node, then the error names it', (
   expect(() => nodeFlagsOfScript(dir, 'other')).toThrow(/"other".*tsx src\/a\.ts/);
   expect(() => nodeFlagsOfScript(dir, 'missing')).toThrow(/"missing"/);
 });
-
-test("the service's start scripts all run node with the same flags", () => {
-  const flags = ['start', 'start:api', 'start:worker'].map((script) => nodeFlagsOfScript(path.resolve(__dirname, '../..'), script));
-  expect(flags[1]).toEqual(flags[0]);
-  expect(flags[2]).toEqual(flags[0]);
-});
