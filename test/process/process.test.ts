@@ -11,8 +11,8 @@ import { sample } from '../helpers/prometheus';
 import { ADMIN_DATABASE_URL, uniqueQueuePrefix } from '../helpers/test-database';
 
 /**
- * The built entry points as an operator runs them (`npm start` = node <flags> dist/src/main.js, with the
- * node flags package.json gives each npm script): configuration
+ * The built entry points as an operator runs them (`npm start` = node dist/src/main.js; each with the
+ * node flags its npm script in package.json gives it): configuration
  * errors stop the process with a message naming the variable; a fresh database is created and migrated
  * on start; sandbox mode is announced; SIGTERM ends the process with exit code 0.
  * Needs `npm run build` first (npm test does it).
